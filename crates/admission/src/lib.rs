@@ -1,0 +1,1 @@
+//! skiff-admission (being written).

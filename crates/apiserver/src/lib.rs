@@ -1,0 +1,1 @@
+//! skiff-apiserver (being written).

@@ -1,0 +1,1 @@
+//! skiff-openapi (being written).

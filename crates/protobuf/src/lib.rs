@@ -1,0 +1,1 @@
+//! skiff-protobuf (being written).

@@ -1,0 +1,1 @@
+//! skiff-tables (being written).
