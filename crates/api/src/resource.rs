@@ -240,7 +240,11 @@ impl ResourceType {
 
     /// The URL prefix of this resource's group/version: `/api/v1` or `/apis/apps/v1`.
     pub fn group_version_path(&self) -> String {
-        if self.group.is_empty() { format!("/api/{}", self.version) } else { format!("/apis/{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 
     /// The store key prefix of this resource, ending in `/`: `/registry/services/`,
