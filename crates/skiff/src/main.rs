@@ -1,1 +1,217 @@
-fn main() {}
+//! `skiff`: one binary for the whole cluster. `skiff server` runs the control plane (the API server on SQLite
+//! or etcd); later subcommands add the node agent, the service proxy and cluster DNS.
+//!
+//! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skiff_apiserver::{ApiServer, Config};
+use skiff_store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// `EX_USAGE` from sysexits.h.
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about = "A small, fast, single-binary Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane (and, later, the node agent) of a cluster.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// Directory for state: database, TLS material, tokens.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Write the admin kubeconfig here (default: <data-dir>/kubeconfig.yaml).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address advertised to the cluster (default: --node-ip, else the bind address, else the default route's).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// This node's IP address.
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Pod network, split into per-node ranges.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// Service virtual IP range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS Service IP.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: IpAddr,
+    /// The cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// NodePort range, `FIRST-LAST`.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
+    /// Empty: embedded SQLite in the data dir. `http://host:port[,http://host:port…]`: etcd v3.
+    #[arg(long, default_value = "")]
+    datastore_endpoint: String,
+    /// The admin bearer token (default: generated into the data dir).
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
+    /// Run the control plane only, without a node agent on this machine.
+    #[arg(long)]
+    disable_agent: bool,
+    /// This node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    if a == 0 || a > b {
+        return Err(format!("{s:?} is not a valid port range"));
+    }
+    Ok((a, b))
+}
+
+/// The address the kernel would use to leave this machine by its default route. Connecting a UDP socket sends
+/// nothing; it only asks the routing table. Falls back to loopback where there is no route.
+fn default_route_address() -> IpAddr {
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The datastore a `--datastore-endpoint` names.
+enum Datastore {
+    Sqlite(PathBuf),
+    Etcd(Vec<String>),
+}
+
+fn parse_datastore(endpoint: &str, data_dir: &std::path::Path) -> Result<Datastore, String> {
+    if endpoint.is_empty() {
+        return Ok(Datastore::Sqlite(data_dir.join("db").join("state.db")));
+    }
+    let urls: Vec<String> = endpoint.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    for url in &urls {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("--datastore-endpoint {url:?}: only http://host:port etcd endpoints are supported")
+        })?;
+        if rest.rsplit_once(':').and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok()).is_none() {
+            return Err(format!("--datastore-endpoint {url:?}: expected http://host:port"));
+        }
+    }
+    Ok(Datastore::Etcd(urls))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let line = reason.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("skiff: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn,h2=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skiff: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skiff: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let datastore = match parse_datastore(&args.datastore_endpoint, &args.data_dir) {
+        Ok(d) => d,
+        Err(reason) => {
+            eprintln!("skiff: {reason}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    if !args.disable_agent {
+        tracing::warn!("the node agent is not part of this build yet; running the control plane only");
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = match datastore {
+        Datastore::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            Arc::new(
+                skiff_store::sqlite::SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            )
+        }
+        Datastore::Etcd(urls) => {
+            Arc::new(skiff_store::etcd::EtcdStore::connect(&urls).await.context("connecting to etcd")?)
+        }
+    };
+    let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let mut config = Config::new(args.data_dir.clone(), listen);
+    config.advertise_address = args
+        .advertise_address
+        .or(args.node_ip)
+        .or(Some(args.bind_address).filter(|ip| !ip.is_unspecified()))
+        .unwrap_or_else(default_route_address);
+    config.service_cidr = args.service_cidr;
+    config.cluster_cidr = args.cluster_cidr;
+    config.cluster_dns = args.cluster_dns;
+    config.cluster_domain = args.cluster_domain;
+    config.node_port_range = args.service_node_port_range.0..=args.service_node_port_range.1;
+    config.token = args.token;
+    let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
+    config.write_kubeconfig = Some(kubeconfig_path.clone());
+
+    let shutdown = CancellationToken::new();
+    let server = ApiServer::start(config, store, shutdown.clone()).await?;
+    println!("Skiff API server is ready at https://{}", server.local_addr);
+    println!("Point kubectl at it with:\n  export KUBECONFIG={}", kubeconfig_path.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    shutdown.cancel();
+    server.stopped().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,14 +5,23 @@
 //!
 //! Two backends implement [`Store`]: [`sqlite`] (the embedded default, one file in the data dir, in the
 //! manner of kine: revision = row id) and [`etcd`] (a real etcd v3 cluster). One conformance suite
-//! (`tests/`) runs against both.
+//! (`tests/`) runs against both. [`compactor`] drops old history in the background.
+//!
+//! Data flow: the API server calls [`Store`] methods; each write is one atomic compare-and-swap that returns
+//! the new revision, and every committed change reaches watchers as an [`Event`] carrying the previous value
+//! (so the API server can filter watches by labels of both the old and the new object).
 
 use std::pin::Pin;
 
 use futures::Stream;
 
+pub mod compactor;
 pub mod etcd;
 pub mod sqlite;
+
+pub use compactor::spawn_compactor;
+pub use etcd::EtcdStore;
+pub use sqlite::SqliteStore;
 
 /// A revision: a positive, strictly increasing number shared by all keys of one store.
 pub type Revision = i64;
