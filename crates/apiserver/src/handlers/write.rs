@@ -39,15 +39,20 @@ pub async fn create(state: Arc<State>, target: Target, query: Query, req: Reques
     let headers = req.headers().clone();
     let bytes = codec::read_body(req.into_body()).await?;
     let obj = codec::decode_object(&headers, &bytes)?;
-    Ok(create_object(&state, &target, &query, obj).await?.respond(target.rt))
+    let duplicates = duplicate_fields(&headers, &bytes, &query)?;
+    let mut written = create_object(&state, &target, &query, obj).await?;
+    written.warnings.extend(duplicates);
+    Ok(written.respond(target.rt))
 }
 
 pub async fn update(state: Arc<State>, target: Target, query: Query, req: Request<Body>) -> Result<Response, Failure> {
     let headers = req.headers().clone();
     let bytes = codec::read_body(req.into_body()).await?;
     let body = codec::decode_object(&headers, &bytes)?;
+    let duplicates = duplicate_fields(&headers, &bytes, &query)?;
     let create_on_missing = target.subresource.is_none() && allows_create_on_update(target.rt);
-    let written = guarded_write(&state, &target, &query, create_on_missing, |_| Ok(body.clone())).await?;
+    let mut written = guarded_write(&state, &target, &query, create_on_missing, |_| Ok(body.clone())).await?;
+    written.warnings.extend(duplicates);
     Ok(written.respond(target.rt))
 }
 
@@ -172,6 +177,21 @@ fn field_validation(query: &Query) -> Result<FieldValidation, ApiError> {
     }
 }
 
+/// Duplicate keys in a JSON body (lost once parsed): an error under `Strict`, warnings under `Warn`.
+fn duplicate_fields(headers: &axum::http::HeaderMap, bytes: &[u8], query: &Query) -> Result<Vec<String>, ApiError> {
+    let mode = field_validation(query)?;
+    if matches!(mode, FieldValidation::Ignore) || codec::media_type(headers) != "application/json" {
+        return Ok(vec![]);
+    }
+    let found = skiff_admission::duplicate_fields(bytes).unwrap_or_default();
+    let messages: Vec<String> = found.iter().map(|f| format!("duplicate field \"{f}\"")).collect();
+    match mode {
+        _ if messages.is_empty() => Ok(vec![]),
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!("strict decoding error: {}", messages.join(", ")))),
+        _ => Ok(messages),
+    }
+}
+
 /// Unknown and duplicate fields: an error under `Strict`, warnings under `Warn`, nothing under `Ignore`.
 /// A value of the wrong type is always an error.
 fn strict_decode(rt: &ResourceType, obj: &Value, query: &Query) -> Result<Vec<String>, ApiError> {
@@ -290,6 +310,7 @@ pub async fn create_object(state: &State, target: &Target, query: &Query, obj: V
     }
     let warnings = strict_decode(srt, &obj, query)?;
     prepare_for_create(srt, &mut obj);
+    skiff_admission::prepare_create(srt, &mut obj);
     skiff_admission::default(srt, &mut obj);
     let causes = skiff_admission::validate_create(srt, &obj);
     if !causes.is_empty() {

@@ -29,7 +29,7 @@ fn create_expose_and_scale() {
     c.ok(&["scale", "deployment", "web-deploy", "--current-replicas=3", "--replicas=1"]);
     assert_eq!(c.ok(&["get", "deploy", "web-deploy", "-o", "jsonpath={.spec.replicas}"]), "1");
     let err = c.fails(&["scale", "deployment", "web-deploy", "--current-replicas=5", "--replicas=2"]);
-    assert!(err.contains("expected replicas to be 5"), "{err}");
+    assert!(err.contains("Expected replicas to be 5, was 1"), "{err}");
 
     // Server-side dry run writes nothing.
     c.ok(&["apply", "--dry-run=server", "-f", &example("ch03/numbers/api-service.yaml")]);

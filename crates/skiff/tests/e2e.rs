@@ -1,0 +1,14 @@
+//! End-to-end tests of `skiff server`, each starting the real binary on a free loopback port: the real `kubectl`
+//! (the machine's dispatcher runs the kubectl whose minor matches `/version`), kube-rs, and the Python client.
+
+mod e2e {
+    pub mod cluster;
+
+    mod apply;
+    mod errors;
+    mod imperative;
+    mod kube_rs;
+    mod persistence;
+    mod python;
+    mod watch;
+}
