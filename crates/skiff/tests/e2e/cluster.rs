@@ -192,12 +192,6 @@ impl Cluster {
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
-
-    /// The admin token from the kubeconfig.
-    pub fn token(&self) -> String {
-        let cfg = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
-        cfg.lines().find_map(|l| l.trim().strip_prefix("token: ")).expect("token in kubeconfig").to_string()
-    }
 }
 
 pub fn tail(s: &str, n: usize) -> String {
