@@ -48,7 +48,7 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
-            ApiError::RequestEntityTooLarge("the request body is larger than 3145728 bytes".into())
+            ApiError::RequestEntityTooLarge("Request entity too large: limit is 3145728".into())
         } else {
             ApiError::BadRequest(format!("reading request body: {e}"))
         }

@@ -201,12 +201,19 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
     config.write_kubeconfig = Some(kubeconfig_path.clone());
 
+    // Signals are caught from the start, so a SIGTERM during start-up also shuts down cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = CancellationToken::new();
-    let server = ApiServer::start(config, store, shutdown.clone()).await?;
+    let server = tokio::select! {
+        started = ApiServer::start(config, store, shutdown.clone()) => started?,
+        _ = term.recv() => {
+            tracing::info!("SIGTERM during start-up: exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     println!("Skiff API server is ready at https://{}", server.local_addr);
     println!("Point kubectl at it with:\n  export KUBECONFIG={}", kubeconfig_path.display());
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),

@@ -4,8 +4,11 @@
 mod e2e {
     pub mod cluster;
 
+    mod api;
     mod apply;
+    mod durability;
     mod errors;
+    mod etcd;
     mod imperative;
     mod kube_rs;
     mod persistence;

@@ -39,6 +39,27 @@ impl Cluster {
         cluster
     }
 
+    /// Starts another API server of the same cluster as `other` (pass the same `--datastore-endpoint` and
+    /// `--token` in `extra`): its own data dir, seeded with `other`'s CA, so a kubeconfig written for either server
+    /// is trusted by both (point it at this one with `--server`).
+    pub fn start_sharing_ca(other: &Cluster, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = dir.path().join("data").join("tls");
+        std::fs::create_dir_all(&tls).expect("tls dir");
+        for file in ["ca.crt", "ca.key"] {
+            std::fs::copy(other.data_dir().join("tls").join(file), tls.join(file)).expect("copy the CA");
+        }
+        let mut cluster =
+            Self { dir, child: None, port: free_port(), extra: extra.iter().map(|s| s.to_string()).collect() };
+        cluster.launch();
+        cluster
+    }
+
+    /// The API server's URL, as the kubeconfig names it.
+    pub fn server_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

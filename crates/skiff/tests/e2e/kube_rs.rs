@@ -89,3 +89,40 @@ async fn kube_rs_crud_errors_and_watch() {
     services.delete("api", &DeleteParams::default()).await.unwrap();
     assert!(services.get_opt("api").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn kube_rs_delete_collection_and_preconditions() {
+    let c = Cluster::start();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..5 {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("c{i}"), "labels": {"batch": if i < 3 { "a" } else { "b" }}}}),
+        )
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("batch=a")).await.unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default().labels("batch"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["c3", "c4"]);
+
+    let wrong_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid: Some("nope".into()), resource_version: None }),
+        ..Default::default()
+    };
+    match cms.delete("c3", &wrong_uid).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 409, "{}", s.message),
+        other => panic!("expected a precondition conflict, got {other:?}"),
+    }
+    assert!(cms.get_opt("c3").await.unwrap().is_some());
+    let dry = DeleteParams { dry_run: true, ..Default::default() };
+    cms.delete("c3", &dry).await.unwrap();
+    assert!(cms.get_opt("c3").await.unwrap().is_some(), "a dry-run delete removed the object");
+}

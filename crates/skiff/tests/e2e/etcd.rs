@@ -1,0 +1,290 @@
+//! Skiff on etcd (`--datastore-endpoint`): one API server survives restarts with its objects and ClusterIPs, and
+//! two API servers on one etcd serve one cluster — reads, watches and Service IP allocation agree across them.
+//!
+//! Each test starts its own etcd (Debian's `/usr/bin/etcd`, or `SKIFF_TEST_ETCD`) on free loopback ports with a
+//! temporary data dir; it is killed by pid when the test ends, also when it panics.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::cluster::{Cluster, example, tail};
+
+fn etcd_binary() -> PathBuf {
+    std::env::var_os("SKIFF_TEST_ETCD").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A throwaway single-member etcd. Dropping it kills the process (SIGKILL, by pid) and removes its data dir.
+pub struct EtcdServer {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    pub fn start() -> Self {
+        let bin = etcd_binary();
+        // Fail, never skip: CI installs etcd (Debian package `etcd-server`).
+        assert!(
+            bin.exists(),
+            "etcd binary {} not found: apt-get install etcd-server or set SKIFF_TEST_ETCD",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+        let child = Command::new(&bin)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=test={peer_url}"))
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("etcd log"))
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts");
+        let mut server = EtcdServer { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    /// The `--datastore-endpoint` value for this etcd.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Polls etcd's `/health` until it reports a leader.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etcd exited with {status} before it was ready:\n{}", self.log());
+            }
+            if self.healthy() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd on port {} not ready after 20s:\n{}", self.port, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        let mut response = String::new();
+        conn.write_all(request.as_bytes()).is_ok()
+            && conn.read_to_string(&mut response).is_ok()
+            && response.contains("\"health\":\"true\"")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kubectl get -w` in the background, killed when dropped; its stdout lines arrive on a channel.
+pub struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    pub fn start(c: &Cluster, args: &[&str]) -> Self {
+        let mut child =
+            c.kubectl_cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kubectl runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for a line whose first whitespace-separated fields are `want`'s.
+    pub fn expect(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line)
+                    if line.split_whitespace().zip(want.split_whitespace()).all(|(a, b)| a == b)
+                        && line.split_whitespace().count() >= want.split_whitespace().count() =>
+                {
+                    return;
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("watch never showed {want:?}; it showed:\n{}", seen.join("\n")),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SVC_COLUMNS: &str =
+    "custom-columns=N:.metadata.name,IP:.spec.clusterIP,UID:.metadata.uid,RV:.metadata.resourceVersion";
+
+#[test]
+fn a_cluster_on_etcd_serves_kubectl_and_survives_restarts() {
+    let etcd = EtcdServer::start();
+    let mut c = Cluster::start_with(&["--datastore-endpoint", &etcd.endpoint()]);
+    c.ok(&["apply", "-f", &example("ch03/numbers/api-service.yaml"), "-f", &example("ch03/numbers/api.yaml")]);
+
+    let svc = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(svc.starts_with("10.43."), "clusterIP {svc:?}");
+    assert!(c.ok(&["get", "deploy"]).contains("numbers-api"));
+    let described = c.ok(&["describe", "svc", "numbers-api"]);
+    assert!(
+        described.lines().any(|l| l.starts_with("IP:") && l.trim_end().ends_with(&format!(" {svc}"))),
+        "{described}"
+    );
+    assert!(described.contains("app=numbers-api"), "{described}");
+    let described = c.ok(&["describe", "deploy", "numbers-api"]);
+    assert!(described.contains("kiamol/ch03-numbers-api"), "{described}");
+
+    let watch = Watch::start(
+        &c,
+        &["get", "deploy", "-w", "-o", "custom-columns=N:.metadata.name,IMG:.spec.template.spec.containers[0].image"],
+    );
+    watch.expect("numbers-api kiamol/ch03-numbers-api");
+    c.ok(&["set", "image", "deploy/numbers-api", "api=kiamol/ch03-numbers-api:v2"]);
+    watch.expect("numbers-api kiamol/ch03-numbers-api:v2");
+    drop(watch);
+
+    // The data lives in etcd, not in the data dir: it comes back after a clean restart and after SIGKILL.
+    let before = c.ok(&["get", "svc", "-o", SVC_COLUMNS]);
+    assert!(before.contains("kubernetes") && before.contains("numbers-api"), "{before}");
+    let deploy = c.ok(&[
+        "get",
+        "deploy",
+        "numbers-api",
+        "-o",
+        "jsonpath={.metadata.uid} {.spec.template.spec.containers[0].image}",
+    ]);
+    c.restart();
+    assert_eq!(c.ok(&["get", "svc", "-o", SVC_COLUMNS]), before);
+    c.kill();
+    c.restart();
+    assert_eq!(c.ok(&["get", "svc", "-o", SVC_COLUMNS]), before);
+    let after = c.ok(&[
+        "get",
+        "deploy",
+        "numbers-api",
+        "-o",
+        "jsonpath={.metadata.uid} {.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(after, deploy);
+    assert!(after.ends_with(":v2"), "{after}");
+
+    // The allocation survived too: a new Service gets an address no other Service holds.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: fresh\nspec:\n  ports:\n  - port: 80\n",
+    );
+    assert_distinct_ips(&c, 3);
+}
+
+/// Asserts that there are `n` Services, each with its own ClusterIP.
+fn assert_distinct_ips(c: &Cluster, n: usize) {
+    let ips = c.ok(&["get", "svc", "-A", "-o", "jsonpath={range .items[*]}{.spec.clusterIP}{\"\\n\"}{end}"]);
+    let list: Vec<&str> = ips.lines().collect();
+    let distinct: BTreeSet<&str> = list.iter().copied().collect();
+    assert_eq!(list.len(), n, "expected {n} Services:\n{ips}");
+    assert_eq!(distinct.len(), n, "duplicate ClusterIPs:\n{ips}");
+}
+
+#[test]
+fn two_api_servers_on_one_etcd_serve_one_cluster() {
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let flags = ["--datastore-endpoint", endpoint.as_str(), "--token", "shared-e2e-token"];
+    let a = Cluster::start_with(&flags);
+    let b = Cluster::start_sharing_ca(&a, &flags);
+
+    // One kubeconfig (A's CA and token) works against both servers.
+    let raw_b = a.ok(&["--server", &b.server_url(), "get", "--raw", "/readyz"]);
+    assert_eq!(raw_b.trim(), "ok");
+
+    // A write through A is read through B.
+    a.ok(&["create", "configmap", "from-a", "--from-literal=k=1"]);
+    assert_eq!(b.ok(&["get", "cm", "from-a", "-o", "jsonpath={.data.k}"]), "1");
+    let uid_a = a.ok(&["get", "cm", "from-a", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(b.ok(&["get", "cm", "from-a", "-o", "jsonpath={.metadata.uid}"]), uid_a);
+
+    // A watch on B follows create, patch and delete made through A.
+    // The table's columns are EVENT NAME DATA (the number of keys) AGE.
+    let watch = Watch::start(&b, &["get", "cm", "-w", "--output-watch-events"]);
+    watch.expect("ADDED from-a 1");
+    a.ok(&["create", "configmap", "watched", "--from-literal=k=1"]);
+    watch.expect("ADDED watched 1");
+    a.ok(&["patch", "cm", "watched", "-p", r#"{"data":{"k2":"2"}}"#]);
+    watch.expect("MODIFIED watched 2");
+    a.ok(&["delete", "cm", "watched"]);
+    watch.expect("DELETED watched 2");
+    drop(watch);
+
+    // Concurrent Service creates through both servers never hand out one ClusterIP twice.
+    const EACH: usize = 30;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for (server, tag) in [(&a, "a"), (&b, "b")] {
+            for half in 0..2 {
+                s.spawn(move || {
+                    let docs: Vec<String> = (half * EACH / 2..(half + 1) * EACH / 2)
+                        .map(|i| {
+                            format!(
+                                "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{tag}-{i}\nspec:\n  ports:\n  - port: 80\n"
+                            )
+                        })
+                        .collect();
+                    // One Service per kubectl call, so the two servers really interleave.
+                    for doc in docs {
+                        let out = server.kubectl_stdin(&["create", "-f", "-"], &doc);
+                        assert!(
+                            out.status.success(),
+                            "create through {tag} failed: {}\nserver log:\n{}",
+                            String::from_utf8_lossy(&out.stderr),
+                            tail(&server.log(), 30)
+                        );
+                    }
+                });
+            }
+        }
+    });
+    eprintln!("{} Service creates through two servers took {:?}", 2 * EACH, started.elapsed());
+    // 60 new Services plus `kubernetes`, seen the same through both servers.
+    assert_distinct_ips(&a, 2 * EACH + 1);
+    assert_distinct_ips(&b, 2 * EACH + 1);
+    let cols = ["get", "svc", "-o", "custom-columns=N:.metadata.name,IP:.spec.clusterIP", "--sort-by=.metadata.name"];
+    assert_eq!(a.ok(&cols), b.ok(&cols));
+}
