@@ -1,6 +1,6 @@
 //! The API server's settings, as resolved from `skiff server`'s flags.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
@@ -35,8 +35,8 @@ impl Config {
             data_dir,
             listen,
             advertise_address: listen.ip(),
-            service_cidr: "10.43.0.0/16".parse().unwrap_or_else(|_| unreachable_net()),
-            cluster_cidr: "10.42.0.0/16".parse().unwrap_or_else(|_| unreachable_net()),
+            service_cidr: Ipv4Net::new_assert(Ipv4Addr::new(10, 43, 0, 0), 16),
+            cluster_cidr: Ipv4Net::new_assert(Ipv4Addr::new(10, 42, 0, 0), 16),
             cluster_dns: IpAddr::from([10, 43, 0, 10]),
             cluster_domain: "cluster.local".to_string(),
             node_port_range: 30000..=32767,
@@ -57,8 +57,4 @@ impl Config {
             IpAddr::V4(v4) => format!("https://{v4}:{}", self.listen.port()),
         }
     }
-}
-
-fn unreachable_net() -> Ipv4Net {
-    Ipv4Net::default()
 }

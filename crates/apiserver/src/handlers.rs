@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State as AxumState;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 use skiff_api::ApiError;
@@ -123,14 +123,4 @@ pub fn version() -> Response {
             "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
         }),
     )
-}
-
-/// The `Accept` header allows JSON (anything kubectl or kube-rs sends does).
-pub fn accepts_json(req: &Request<Body>) -> bool {
-    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_none_or(|a| {
-        a.split(',').any(|m| {
-            let m = m.trim();
-            m.starts_with("application/json") || m.starts_with("*/*") || m.starts_with("application/*") || m.is_empty()
-        })
-    })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use skiff_store::Store;
 use tokio::net::TcpListener;
@@ -191,5 +191,4 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, shu
     }
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
-    let _ = TokioExecutor::new();
 }
