@@ -13,5 +13,6 @@ mod e2e {
     mod kube_rs;
     mod persistence;
     mod python;
+    mod service_types;
     mod watch;
 }
