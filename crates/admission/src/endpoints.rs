@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use skiff_api::FieldError;
 
 use crate::json::{arr, has, int, items_mut, s, set_default};
+use crate::meta::validate_unique_dns1123_label;
 use crate::names;
 
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -157,17 +158,7 @@ pub fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
     let mut seen: Vec<&str> = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let at = format!("ports[{i}]");
-        let name = s(port, "name");
-        if !name.is_empty() {
-            for msg in names::is_dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{at}.name"), name, msg));
-            }
-        }
-        if seen.contains(&name) {
-            errs.push(FieldError::duplicate(format!("{at}.name"), name));
-        } else {
-            seen.push(name);
-        }
+        errs.extend(validate_unique_dns1123_label(s(port, "name"), &format!("{at}.name"), &mut seen));
         if has(port, "port") {
             let n = int(port, "port").unwrap_or(0);
             for msg in names::is_valid_port_num(n) {

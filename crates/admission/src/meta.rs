@@ -152,6 +152,22 @@ pub fn validate_label_name(key: &str, path: &str) -> Vec<FieldError> {
     names::is_qualified_name(key).into_iter().map(|m| FieldError::invalid(path, key, m)).collect()
 }
 
+/// A name that must be a DNS-1123 label and unique among its siblings (container, volume and port names):
+/// upstream's `IsDNS1123Label` messages unless the name is empty (callers that require one say so first), then
+/// `field.Duplicate` if `seen` already holds it, else it joins `seen`.
+pub(crate) fn validate_unique_dns1123_label<'a>(name: &'a str, path: &str, seen: &mut Vec<&'a str>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if !name.is_empty() {
+        errs.extend(names::is_dns1123_label(name).into_iter().map(|m| FieldError::invalid(path, name, m)));
+    }
+    if seen.contains(&name) {
+        errs.push(FieldError::duplicate(path, name));
+    } else {
+        seen.push(name);
+    }
+    errs
+}
+
 pub fn validate_annotations(annotations: &[(&str, &str)], path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut total = 0;
@@ -255,6 +271,25 @@ mod tests {
         assert_eq!(e[0].to_string(), "metadata.namespace: Forbidden: not allowed on this type");
         let e = validate_object_meta(&json!({"metadata": {"name": "n"}}), true, NameRule::Dns1123Subdomain);
         assert_eq!(e[0].to_string(), "metadata.namespace: Required value");
+    }
+
+    #[test]
+    fn sibling_names_are_labels_and_unique() {
+        let mut seen = Vec::new();
+        assert!(validate_unique_dns1123_label("web", "c[0].name", &mut seen).is_empty());
+        let dup = validate_unique_dns1123_label("web", "c[1].name", &mut seen);
+        assert_eq!(dup.len(), 1);
+        assert_eq!(dup[0].to_string(), "c[1].name: Duplicate value: \"web\"");
+        let bad = validate_unique_dns1123_label("Web", "c[2].name", &mut seen);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].to_string().starts_with("c[2].name: Invalid value: \"Web\": a lowercase RFC 1123 label"));
+        // An empty name is not checked as a label, but two of them are still duplicates (EndpointSlice ports).
+        assert!(validate_unique_dns1123_label("", "p[0].name", &mut seen).is_empty());
+        assert_eq!(
+            validate_unique_dns1123_label("", "p[1].name", &mut seen)[0].to_string(),
+            "p[1].name: Duplicate value: \"\""
+        );
+        assert_eq!(seen, ["web", "Web", ""]);
     }
 
     #[test]

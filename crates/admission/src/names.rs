@@ -6,11 +6,6 @@ use std::net::IpAddr;
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' \
-                               or '.', and must start and end with an alphanumeric character";
 
 /// `msg (e.g. 'a' or 'b', regex used for validation is 'fmt')`.
 pub fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
@@ -102,60 +97,12 @@ pub fn is_dns1035_label(s: &str) -> Vec<String> {
     errs
 }
 
-fn matches_qualified_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
+/// A label key or other "qualified name": an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// (upstream `IsQualifiedName`, kept in one place: the selector crate, which parses label selectors with it).
+pub use skiff_selector::qualified_name_errors as is_qualified_name;
 
-/// A label key or other "qualified name": an optional DNS subdomain prefix and `/`, then a name of at most 63.
-pub fn is_qualified_name(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let parts: Vec<&str> = s.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_string());
-            } else {
-                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
-            }
-            *name
-        }
-        _ => {
-            errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-            ));
-            return errs;
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else if name.len() > 63 {
-        errs.push(format!("name part {}", max_len_error(63)));
-    }
-    if !matches_qualified_part(name) {
-        errs.push(format!(
-            "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-        ));
-    }
-    errs
-}
-
-pub fn is_label_value(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !s.is_empty() && !matches_qualified_part(s) {
-        errs.push(regex_error(LABEL_VALUE_MSG, &format!("({QUALIFIED_NAME_FMT})?"), &["MyValue", "my_value", "12345"]));
-    }
-    errs
-}
+/// A label value (upstream `IsValidLabelValue`, from the selector crate like [`is_qualified_name`]).
+pub use skiff_selector::label_value_errors as is_label_value;
 
 /// An IANA service name (`http`, `dns-tcp`): what named ports must be.
 pub fn is_valid_port_name(s: &str) -> Vec<String> {

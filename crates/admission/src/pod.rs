@@ -10,7 +10,7 @@ use skiff_api::{FieldError, FieldErrorKind};
 pub use defaults::{default_pod, default_pod_spec};
 
 use crate::json::{arr, has, int, normalized, s, str_map};
-use crate::meta::validate_labels;
+use crate::meta::{validate_labels, validate_unique_dns1123_label};
 use crate::names;
 use crate::service::validate_port_num_or_name;
 
@@ -108,14 +108,7 @@ fn validate_container<'a>(c: &'a Value, at: &str, seen: &mut Vec<&'a str>, volum
     if name.is_empty() {
         errs.push(FieldError::required(format!("{at}.name"), ""));
     } else {
-        for msg in names::is_dns1123_label(name) {
-            errs.push(FieldError::invalid(format!("{at}.name"), name, msg));
-        }
-        if seen.contains(&name) {
-            errs.push(FieldError::duplicate(format!("{at}.name"), name));
-        } else {
-            seen.push(name);
-        }
+        errs.extend(validate_unique_dns1123_label(name, &format!("{at}.name"), seen));
     }
     let image = s(c, "image");
     if image.is_empty() {
@@ -275,14 +268,7 @@ fn validate_volumes(volumes: &[Value], at: &str) -> Vec<FieldError> {
         if name.is_empty() {
             errs.push(FieldError::required(format!("{path}.name"), ""));
         } else {
-            for msg in names::is_dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{path}.name"), name, msg));
-            }
-            if seen.contains(&name) {
-                errs.push(FieldError::duplicate(format!("{path}.name"), name));
-            } else {
-                seen.push(name);
-            }
+            errs.extend(validate_unique_dns1123_label(name, &format!("{path}.name"), &mut seen));
         }
         let sources: Vec<&str> = v
             .as_object()

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use skiff_api::FieldError;
 
 use crate::json::{arr, has, int, s, same, str_map};
-use crate::meta::validate_labels;
+use crate::meta::{validate_labels, validate_unique_dns1123_label};
 use crate::names;
 
 mod strategy;
@@ -188,14 +188,7 @@ fn validate_port<'a>(port: &'a Value, require_name: bool, seen: &mut Vec<&'a str
     if require_name && name.is_empty() {
         errs.push(FieldError::required(format!("{at}.name"), ""));
     } else if !name.is_empty() {
-        for msg in names::is_dns1123_label(name) {
-            errs.push(FieldError::invalid(format!("{at}.name"), name, msg));
-        }
-        if seen.contains(&name) {
-            errs.push(FieldError::duplicate(format!("{at}.name"), name));
-        } else {
-            seen.push(name);
-        }
+        errs.extend(validate_unique_dns1123_label(name, &format!("{at}.name"), seen));
     }
     let number = int(port, "port").unwrap_or(0);
     for msg in names::is_valid_port_num(number) {

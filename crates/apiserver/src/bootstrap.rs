@@ -42,7 +42,15 @@ async fn ensure(state: &State, rt: &'static ResourceType, ns: Option<&str>, obj:
     if state.objects.try_get(rt, ns, &name).await?.is_some() {
         return Ok(());
     }
-    match crate::handlers::write::create_object(state, &target(rt, ns, None), &Query::default(), obj).await {
+    match crate::handlers::write::create_object(
+        state,
+        &target(rt, ns, None),
+        &Query::parse(Some("fieldManager=kube-apiserver")),
+        obj,
+        None,
+    )
+    .await
+    {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
     }

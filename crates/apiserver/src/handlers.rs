@@ -65,7 +65,11 @@ async fn route(state: Arc<State>, req: Request<Body>) -> Result<Response, Failur
         }
         .into());
     };
-    let query = Query::parse(req.uri().query());
+    let mut query = Query::parse(req.uri().query());
+    // Writes without a fieldManager are recorded under the client's name, as upstream does.
+    let agent = req.headers().get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let manager = agent.split('/').next().filter(|m| !m.is_empty()).unwrap_or("unknown").to_string();
+    query.set_default("fieldManager", &manager);
     resource(state, target, query, req).await
 }
 

@@ -128,6 +128,13 @@ impl Query {
     pub fn field_manager(&self) -> Option<&str> {
         self.get("fieldManager")
     }
+
+    /// Sets `key` when the request did not.
+    pub fn set_default(&mut self, key: &str, value: &str) {
+        if self.get(key).is_none() {
+            self.values.insert(key.to_string(), vec![value.to_string()]);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! Controllers turn a workload's `spec.selector` ([`LabelSelector::from_json`]) or a Service's
 //! `spec.selector` ([`LabelSelector::from_map`]) into the same type. Parsing, validation messages and the
 //! canonical string form ([`LabelSelector`]'s `Display`, used for `Scale.status.selector`) follow upstream's
-//! `k8s.io/apimachinery/pkg/labels` and `pkg/fields`.
+//! `k8s.io/apimachinery/pkg/labels` and `pkg/fields`. The label key and value checks themselves
+//! ([`qualified_name_errors`], [`label_value_errors`], upstream's `IsQualifiedName` and `IsValidLabelValue`) are
+//! public so that admission validates `metadata.labels` with the same code and messages.
 
 mod field;
 mod label;
@@ -15,6 +17,7 @@ mod validation;
 
 pub use field::{FieldSelector, FieldTerm};
 pub use label::{LabelSelector, Operator, Requirement};
+pub use validation::{label_value_errors, qualified_name_errors};
 
 /// A selector that could not be parsed or is not valid. Messages are upstream's, so the API server can
 /// return them as they are in a 400 `BadRequest`.

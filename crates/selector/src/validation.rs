@@ -56,8 +56,9 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         })
 }
 
-/// Upstream's `IsQualifiedName`: the problems with a label key, empty when it is valid.
-pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
+/// Upstream's `IsQualifiedName`: the problems with a label key (or another qualified name such as a
+/// `loadBalancerClass`), word for word, empty when it is valid. Skiff's one home for this check.
+pub fn qualified_name_errors(value: &str) -> Vec<String> {
     let example = || regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"]);
     let mut errs = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
@@ -95,8 +96,8 @@ pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
     errs
 }
 
-/// Upstream's `IsValidLabelValue`.
-pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
+/// Upstream's `IsValidLabelValue`: the problems with a label value, word for word, empty when it is valid.
+pub fn label_value_errors(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > LABEL_VALUE_MAX {
         errs.push(max_len_error(LABEL_VALUE_MAX));

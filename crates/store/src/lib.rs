@@ -5,7 +5,8 @@
 //!
 //! Two backends implement [`Store`]: [`sqlite`] (the embedded default, one file in the data dir, in the
 //! manner of kine: revision = row id) and [`etcd`] (a real etcd v3 cluster). One conformance suite
-//! (`tests/`) runs against both. [`compactor`] drops old history in the background.
+//! (`tests/`) runs against both; with the `test-util` feature, `test_util` starts a throwaway etcd for it
+//! and for the end-to-end tests. [`compactor`] drops old history in the background.
 //!
 //! Data flow: the API server calls [`Store`] methods; each write is one atomic compare-and-swap that returns
 //! the new revision, and every committed change reaches watchers as an [`Event`] carrying the previous value
@@ -18,6 +19,8 @@ use futures::Stream;
 pub mod compactor;
 pub mod etcd;
 pub mod sqlite;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use compactor::spawn_compactor;
 pub use etcd::EtcdStore;

@@ -69,11 +69,12 @@ pub async fn scale(state: Arc<State>, target: Target, query: Query, req: Request
     let bytes = codec::read_body(req.into_body()).await?;
     let written = if method == Method::PUT {
         let body = codec::decode_object(&headers, &bytes)?;
-        guarded_write(&state, &target, &query, false, |cur| from_scale(cur.unwrap_or(&Value::Null), &body)).await?
+        guarded_write(&state, &target, &query, false, None, |cur| from_scale(cur.unwrap_or(&Value::Null), &body))
+            .await?
     } else {
         let kind = codec::patch_type(&headers)?;
         let patch = codec::decode_json(&bytes)?;
-        guarded_write(&state, &target, &query, false, |cur| {
+        guarded_write(&state, &target, &query, false, None, |cur| {
             let current = cur.unwrap_or(&Value::Null);
             let scale = to_scale(current);
             let bad = |e: skiff_patch::PatchError| crate::handlers::write::patch_error(target.rt, e);

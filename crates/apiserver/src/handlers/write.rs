@@ -40,7 +40,7 @@ pub async fn create(state: Arc<State>, target: Target, query: Query, req: Reques
     let bytes = codec::read_body(req.into_body()).await?;
     let obj = codec::decode_object(&headers, &bytes)?;
     let duplicates = duplicate_fields(&headers, &bytes, &query)?;
-    let mut written = create_object(&state, &target, &query, obj).await?;
+    let mut written = create_object(&state, &target, &query, obj, None).await?;
     written.warnings.extend(duplicates);
     Ok(written.respond(target.rt))
 }
@@ -51,7 +51,7 @@ pub async fn update(state: Arc<State>, target: Target, query: Query, req: Reques
     let body = codec::decode_object(&headers, &bytes)?;
     let duplicates = duplicate_fields(&headers, &bytes, &query)?;
     let create_on_missing = target.subresource.is_none() && allows_create_on_update(target.rt);
-    let mut written = guarded_write(&state, &target, &query, create_on_missing, |_| Ok(body.clone())).await?;
+    let mut written = guarded_write(&state, &target, &query, create_on_missing, None, |_| Ok(body.clone())).await?;
     written.warnings.extend(duplicates);
     Ok(written.respond(target.rt))
 }
@@ -74,7 +74,8 @@ pub async fn patch(state: Arc<State>, target: Target, query: Query, req: Request
         .into());
     }
     let rt = target.rt;
-    let written = guarded_write(&state, &target, &query, kind == PatchType::Apply, |current| {
+    let applied = (kind == PatchType::Apply).then_some(&patch);
+    let written = guarded_write(&state, &target, &query, kind == PatchType::Apply, applied, |current| {
         apply_patch(rt, kind, current, &patch)
     })
     .await?;
@@ -233,7 +234,7 @@ pub(crate) fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
     let meta = object::metadata_mut(obj);
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
-    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(field);
     }
     if rt.has_generation {
@@ -259,6 +260,35 @@ pub(crate) fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// Records who set which fields in `metadata.managedFields` (`skiff-fields`), as upstream's field manager does.
+fn track_fields(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &mut Value,
+    applied: Option<&Value>,
+    query: &Query,
+    subresource: Option<&str>,
+) {
+    let api_version = rt.api_version();
+    let time = now();
+    let write = skiff_fields::Write {
+        manager: query.field_manager().unwrap_or("unknown"),
+        operation: if applied.is_some() { skiff_fields::Operation::Apply } else { skiff_fields::Operation::Update },
+        api_version: &api_version,
+        kind: rt.kind,
+        subresource,
+        time: &time,
+        status_subresource: rt.subresource("status").is_some(),
+    };
+    let managed = skiff_fields::managed_fields(old, new, applied, &write);
+    let meta = object::metadata_mut(new);
+    if managed.as_array().is_none_or(Vec::is_empty) {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), managed);
+    }
+}
+
 /// Fields of `metadata` that only the server sets, carried from the stored object into an update.
 fn carry_system_meta(old: &Value, new: &mut Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or_default();
@@ -273,7 +303,6 @@ fn carry_system_meta(old: &Value, new: &mut Value) {
             }
         }
     }
-    meta.remove("managedFields");
     meta.remove("selfLink");
 }
 
@@ -298,7 +327,13 @@ fn invalid(rt: &ResourceType, obj: &Value, causes: Vec<skiff_api::FieldError>) -
 }
 
 /// Creates one object from a client's body.
-pub async fn create_object(state: &State, target: &Target, query: &Query, obj: Value) -> Result<Written, ApiError> {
+pub async fn create_object(
+    state: &State,
+    target: &Target,
+    query: &Query,
+    obj: Value,
+    applied: Option<&Value>,
+) -> Result<Written, ApiError> {
     let rt = target.rt;
     check_type_meta(rt, &obj)?;
     let mut obj = convert::for_storage(rt, obj);
@@ -316,6 +351,7 @@ pub async fn create_object(state: &State, target: &Target, query: &Query, obj: V
     if !causes.is_empty() {
         return Err(invalid(srt, &obj, causes));
     }
+    track_fields(rt, None, &mut obj, applied, query, None);
     let claimed = if is_service(srt) { state.services.allocate(&mut obj, None).await?.0 } else { Holdings::default() };
     if query.dry_run()? {
         state.services.release(&claimed).await;
@@ -357,6 +393,7 @@ pub async fn guarded_write(
     target: &Target,
     query: &Query,
     create_on_missing: bool,
+    applied: Option<&Value>,
     mutate: impl Fn(Option<&Value>) -> Result<Value, ApiError>,
 ) -> Result<Written, ApiError> {
     let rt = target.rt;
@@ -376,7 +413,7 @@ pub async fn guarded_write(
                 _ => object::set_meta_str(&mut obj, "name", Some(name)),
             }
             object::set_meta_str(&mut obj, "resourceVersion", None);
-            return create_object(state, target, query, obj).await;
+            return create_object(state, target, query, obj, applied).await;
         };
         let view = convert::for_client(rt, current.object.clone());
         let new = mutate(Some(&view))?;
@@ -403,6 +440,8 @@ pub async fn guarded_write(
         if !causes.is_empty() {
             return Err(invalid(srt, &new, causes));
         }
+        let tracked_sub = target.subresource.map(|s| s.name);
+        track_fields(rt, Some(&current.object), &mut new, applied, query, tracked_sub);
         if !differs(&current.object, &new) {
             return Ok(Written { object: current.object, code: StatusCode::OK, warnings });
         }

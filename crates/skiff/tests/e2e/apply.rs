@@ -74,6 +74,30 @@ fn apply_twice_patches_only_what_changed() {
     assert_eq!(c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]), ip, "clusterIP survives apply");
     assert_eq!(c.ok(&["get", "svc", "web", "-o", "jsonpath={.metadata.labels.tier}"]), "back");
 
+    // managedFields record who set what: the label moves to `kubectl label`'s entry.
+    c.ok(&["label", "svc", "web", "--overwrite", "tier=mid"]);
+    let svc: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "svc", "web", "-o", "json", "--show-managed-fields"])).unwrap();
+    let entries = svc["metadata"]["managedFields"].as_array().expect("managedFields recorded");
+    let entry =
+        |m: &str| entries.iter().find(|e| e["manager"] == m).unwrap_or_else(|| panic!("no {m} entry in {entries:?}"));
+    assert_eq!(entry("kubectl-client-side-apply")["operation"], "Update");
+    assert!(entry("kubectl-label")["fieldsV1"]["f:metadata"]["f:labels"].get("f:tier").is_some(), "{entries:?}");
+    assert!(entry("kubectl-client-side-apply")["fieldsV1"]["f:metadata"]["f:labels"].get("f:tier").is_none());
+    assert!(
+        entry("kubectl-client-side-apply")["fieldsV1"]["f:spec"]["f:ports"]
+            .get("k:{\"port\":80,\"protocol\":\"TCP\"}")
+            .is_some(),
+        "{entries:?}"
+    );
+
+    // Switching the same object to server-side apply migrates ownership (kubectl patches managedFields).
+    c.ok_stdin(&["apply", "--server-side", "-f", "-"], &v2);
+    let svc: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "svc", "web", "-o", "json", "--show-managed-fields"])).unwrap();
+    let entries = svc["metadata"]["managedFields"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["manager"] == "kubectl" && e["operation"] == "Apply"), "{entries:?}");
+
     // Server-side apply creates and merges, never wiping what it was not given.
     let ssa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n";
     c.ok_stdin(&["apply", "--server-side", "-f", "-"], ssa);

@@ -12,7 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 use super::cluster::{Cluster, tail};
-use super::etcd::EtcdServer;
+use super::etcd::start_etcd;
 
 const WRITERS: usize = 4;
 const LOAD: Duration = Duration::from_millis(1500);
@@ -88,7 +88,7 @@ fn sigkill_mid_load_loses_no_acknowledged_write_on_sqlite() {
 
 #[test]
 fn sigkill_mid_load_loses_no_acknowledged_write_on_etcd() {
-    let etcd = EtcdServer::start();
-    let mut c = Cluster::start_with(&["--datastore-endpoint", &etcd.endpoint()]);
+    let etcd = start_etcd();
+    let mut c = Cluster::start_with(&["--datastore-endpoint", etcd.endpoint()]);
     acknowledged_writes_survive_sigkill(&mut c);
 }

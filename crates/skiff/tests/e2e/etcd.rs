@@ -5,104 +5,19 @@
 //! temporary data dir; it is killed by pid when the test ends, also when it panics.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use skiff_store::test_util::EtcdServer;
+
 use super::cluster::{Cluster, example, tail};
 
-fn etcd_binary() -> PathBuf {
-    std::env::var_os("SKIFF_TEST_ETCD").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-/// A throwaway single-member etcd. Dropping it kills the process (SIGKILL, by pid) and removes its data dir.
-pub struct EtcdServer {
-    child: Child,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl EtcdServer {
-    pub fn start() -> Self {
-        let bin = etcd_binary();
-        // Fail, never skip: CI installs etcd (Debian package `etcd-server`).
-        assert!(
-            bin.exists(),
-            "etcd binary {} not found: apt-get install etcd-server or set SKIFF_TEST_ETCD",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (port, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{port}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
-        let child = Command::new(&bin)
-            .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
-            .arg("--logger=zap")
-            .arg("--log-level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("etcd log"))
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        let mut server = EtcdServer { child, port, dir };
-        server.wait_ready();
-        server
-    }
-
-    /// The `--datastore-endpoint` value for this etcd.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-
-    /// Polls etcd's `/health` until it reports a leader.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("etcd exited with {status} before it was ready:\n{}", self.log());
-            }
-            if self.healthy() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "etcd on port {} not ready after 20s:\n{}", self.port, self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn healthy(&self) -> bool {
-        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        let mut response = String::new();
-        conn.write_all(request.as_bytes()).is_ok()
-            && conn.read_to_string(&mut response).is_ok()
-            && response.contains("\"health\":\"true\"")
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A throwaway etcd for one test ([`EtcdServer`] from `skiff_store::test_util`); a missing etcd binary fails
+/// the test, never skips it.
+pub fn start_etcd() -> EtcdServer {
+    EtcdServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `kubectl get -w` in the background, killed when dropped; its stdout lines arrive on a channel.
@@ -156,8 +71,8 @@ const SVC_COLUMNS: &str =
 
 #[test]
 fn a_cluster_on_etcd_serves_kubectl_and_survives_restarts() {
-    let etcd = EtcdServer::start();
-    let mut c = Cluster::start_with(&["--datastore-endpoint", &etcd.endpoint()]);
+    let etcd = start_etcd();
+    let mut c = Cluster::start_with(&["--datastore-endpoint", etcd.endpoint()]);
     c.ok(&["apply", "-f", &example("ch03/numbers/api-service.yaml"), "-f", &example("ch03/numbers/api.yaml")]);
 
     let svc = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
@@ -225,9 +140,9 @@ fn assert_distinct_ips(c: &Cluster, n: usize) {
 
 #[test]
 fn two_api_servers_on_one_etcd_serve_one_cluster() {
-    let etcd = EtcdServer::start();
+    let etcd = start_etcd();
     let endpoint = etcd.endpoint();
-    let flags = ["--datastore-endpoint", endpoint.as_str(), "--token", "shared-e2e-token"];
+    let flags = ["--datastore-endpoint", endpoint, "--token", "shared-e2e-token"];
     let a = Cluster::start_with(&flags);
     let b = Cluster::start_sharing_ca(&a, &flags);
 

@@ -1,14 +1,14 @@
 //! The store conformance suite: every behaviour in `suite.rs` runs against SQLite and against a
 //! real etcd (one fresh `etcd` process per test; the etcd tests fail if `/usr/bin/etcd` is missing).
 
-mod etcd_server;
 mod suite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use skiff_store::{Event, SqliteStore, Store};
+use skiff_store::test_util::EtcdServer;
+use skiff_store::{EtcdStore, Event, SqliteStore, Store};
 
 /// A store under test and whatever must live as long as it (temp dir, etcd process).
 pub struct Backend {
@@ -22,9 +22,14 @@ pub fn sqlite_backend() -> anyhow::Result<Backend> {
     Ok(Backend { store: Arc::new(store), _keep: Box::new(dir) })
 }
 
+/// A fresh etcd process (its start blocks, so off the runtime's worker threads).
+pub async fn start_etcd() -> anyhow::Result<EtcdServer> {
+    Ok(tokio::task::spawn_blocking(EtcdServer::start).await??)
+}
+
 pub async fn etcd_backend() -> anyhow::Result<Backend> {
-    let server = etcd_server::EtcdServer::start().await?;
-    let store = server.connect().await?;
+    let server = start_etcd().await?;
+    let store = EtcdStore::connect(server.endpoints()).await?;
     Ok(Backend { store: Arc::new(store), _keep: Box::new(server) })
 }
 
@@ -68,8 +73,8 @@ conformance!(
 /// Two clients on one etcd: a write through one reaches a watch opened on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_two_clients_share_writes_and_watches() -> anyhow::Result<()> {
-    let server = etcd_server::EtcdServer::start().await?;
-    let (a, b) = (server.connect().await?, server.connect().await?);
+    let server = start_etcd().await?;
+    let (a, b) = (EtcdStore::connect(server.endpoints()).await?, EtcdStore::connect(server.endpoints()).await?);
     let mut w = b.watch("/shared/", 0).await?;
     let rev = a.create("/shared/x", b"hello".to_vec()).await?;
     match tokio::time::timeout(Duration::from_secs(10), w.next()).await {

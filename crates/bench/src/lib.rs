@@ -1,0 +1,17 @@
+//! `skiff-bench`: measures the real, release-built `skiff server` binary and prints numbers (it is not a
+//! pass/fail test). For each datastore (embedded SQLite, and etcd started here on free loopback ports) it spawns
+//! fresh servers in temporary data dirs ([`process`]), times process spawn until `GET /readyz` answers 200 and reads
+//! the idle RSS from `/proc`; then, on a fresh server per load run, drives it through kube-rs ([`load`]): creates
+//! Services from several concurrent clients, LISTs one namespace, and times watch event delivery. Samples flow into
+//! per-datastore results ([`run`]), are reduced to medians and percentiles ([`stats`]) and rendered as one table with
+//! a column per datastore next to the targets ([`report`]). Every child process is stopped by its pid when its guard
+//! drops, also on error.
+
+pub mod error;
+pub mod load;
+pub mod process;
+pub mod report;
+pub mod run;
+pub mod stats;
+
+pub use error::BenchError;

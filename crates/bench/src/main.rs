@@ -1,0 +1,125 @@
+//! `skiff-bench`: starts the release `skiff` binary on SQLite and on an etcd of its own, drives it through kube-rs
+//! and prints a table of medians next to the targets. It prints numbers; it is not a pass/fail test.
+//!
+//! ```text
+//! cargo build --release -p skiff -p skiff-bench
+//! target/release/skiff-bench --services 10000 --runs 5 --load-runs 3
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use skiff_bench::report;
+use skiff_bench::run::{self, Datastore, Settings};
+
+/// `EX_USAGE` from sysexits.h.
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-bench", about = "Benchmark skiff server on SQLite and etcd; prints a table of numbers")]
+struct Args {
+    /// The skiff binary to measure.
+    #[arg(long, default_value = "target/release/skiff")]
+    skiff: PathBuf,
+    /// The etcd binary for the etcd runs.
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd: PathBuf,
+    /// Datastores to measure, comma-separated: sqlite, etcd.
+    #[arg(long, default_value = "sqlite,etcd", value_delimiter = ',', value_parser = Datastore::parse)]
+    datastores: Vec<Datastore>,
+    /// Start-up runs per datastore (fresh data dir each; every load run adds one more start-up sample).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Load runs per datastore (a fresh server each).
+    #[arg(long, default_value_t = 1)]
+    load_runs: usize,
+    /// Services to create per load run (half of them land in the namespace that is LISTed).
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    /// Concurrent clients creating Services (one connection each).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// LISTs per load run (the p50 is reported).
+    #[arg(long, default_value_t = 5)]
+    lists: usize,
+    /// Services created one by one under a watch, for the delivery latency.
+    #[arg(long, default_value_t = 500)]
+    watch_events: usize,
+    /// Milliseconds a server idles before its RSS is read.
+    #[arg(long, default_value_t = 1000)]
+    settle_ms: u64,
+    /// Parent directory of the temporary data dirs (default: the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let line = reason.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("skiff-bench: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if !args.skiff.exists() {
+        eprintln!("skiff-bench: {} does not exist (cargo build --release -p skiff)", args.skiff.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.datastores.contains(&Datastore::Etcd) && !args.etcd.exists() {
+        eprintln!(
+            "skiff-bench: {} does not exist (apt-get install etcd-server, or --datastores sqlite)",
+            args.etcd.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skiff-bench: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("skiff-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> anyhow::Result<String> {
+    let skiff = std::fs::canonicalize(&args.skiff)?;
+    let settings = Settings {
+        skiff,
+        etcd: args.etcd,
+        work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
+        start_runs: args.runs,
+        load_runs: args.load_runs,
+        services: args.services,
+        concurrency: args.concurrency.max(1),
+        lists: args.lists.max(1),
+        watch_events: args.watch_events.max(1),
+        settle: Duration::from_millis(args.settle_ms),
+    };
+    let mut results = Vec::new();
+    for datastore in &args.datastores {
+        let r = run::bench_datastore(&settings, *datastore)
+            .await
+            .map_err(|e| anyhow::anyhow!(e).context(format!("benchmarking on {}", datastore.name())))?;
+        results.push(r);
+    }
+    Ok(report::render(&settings, &results))
+}
