@@ -166,12 +166,14 @@ mod tests {
 
     use super::*;
 
-    const SAMPLES: &str = "/work/shared/reference/kubectl-samples";
+    /// The recorded kubectl samples in `shared/`, which lies beside the repository.
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/kubectl-samples");
 
-    /// A sample body kubectl 1.32 accepted, or `None` when the samples are not on this machine.
+    /// A sample body kubectl 1.32 accepted (the test fails when the samples are missing).
     fn sample(name: &str) -> Option<Value> {
-        let text = std::fs::read_to_string(Path::new(SAMPLES).join(name)).ok()?;
-        serde_json::from_str(&text).ok()
+        let path = Path::new(SAMPLES).join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("sample {}: {e}", path.display()));
+        Some(serde_json::from_str(&text).expect("samples are JSON"))
     }
 
     fn keys(v: &Value) -> BTreeSet<String> {

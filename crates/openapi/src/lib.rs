@@ -219,10 +219,14 @@ mod tests {
         assert_eq!(docs.legacy_api_versions()["serverAddressByClientCIDRs"], serde_json::json!([]));
         assert_eq!(
             AGGREGATED_DISCOVERY_CONTENT_TYPE,
-            std::fs::read_to_string("/work/shared/reference/kubectl-samples/core_agg.hdr")
-                .ok()
-                .and_then(|h| h.lines().find_map(|l| l.strip_prefix("Content-Type: ").map(str::to_string)))
-                .unwrap_or_else(|| AGGREGATED_DISCOVERY_CONTENT_TYPE.to_string())
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/reference/kubectl-samples/core_agg.hdr"
+            ))
+            .expect("the recorded discovery header beside the repository")
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Type: ").map(str::to_string))
+            .expect("a Content-Type line")
         );
     }
 
