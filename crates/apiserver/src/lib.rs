@@ -19,6 +19,8 @@ pub mod request;
 pub mod server;
 pub mod services;
 pub mod storage;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod tls;
 
 pub use config::Config;
