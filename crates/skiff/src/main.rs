@@ -1,5 +1,6 @@
-//! `skiff`: one binary for the whole cluster. `skiff server` runs the control plane (the API server on SQLite
-//! or etcd); later subcommands add the node agent, the service proxy and cluster DNS.
+//! `skiff`: one binary for the whole cluster. `skiff server` runs the control plane — the API server on SQLite
+//! or etcd, and the controllers as its in-process clients; `skiff controllers` runs the controllers alone against
+//! any Kubernetes API. Later subcommands add the node agent, the service proxy and cluster DNS.
 //!
 //! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
 
@@ -27,7 +28,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane (and, later, the node agent) of a cluster.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
+    /// Run only the controllers, against any Kubernetes API.
+    Controllers(ControllersArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ControllersArgs {
+    /// The kubeconfig to reach the API with (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +84,9 @@ struct ServerArgs {
     /// Run the control plane only, without a node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controllers in this process (run them elsewhere with `skiff controllers`).
+    #[arg(long)]
+    disable_controllers: bool,
     /// This node's name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -148,8 +161,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Server(args) => runtime.block_on(server(*args)),
+        Command::Controllers(args) => runtime.block_on(controllers(args)),
     };
     match result {
         Ok(code) => code,
@@ -211,6 +226,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    let controllers = if args.disable_controllers {
+        None
+    } else {
+        let client = client_for(&server.kubeconfig).await.context("a client for the controllers")?;
+        Some(tokio::spawn(skiff_controllers::run(client, shutdown.clone())))
+    };
     println!("Skiff API server is ready at https://{}", server.local_addr);
     println!("Point kubectl at it with:\n  export KUBECONFIG={}", kubeconfig_path.display());
 
@@ -219,6 +240,38 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
     }
     shutdown.cancel();
+    if let Some(controllers) = controllers {
+        let _ = controllers.await;
+    }
     server.stopped().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A kube-rs client from a kubeconfig document.
+async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
+    let config = match args.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(skiff_controllers::run(client, shutdown.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+    let _ = running.await;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,13 @@ mod e2e {
 
     mod api;
     mod apply;
+    mod controllers;
     mod durability;
     mod errors;
     mod etcd;
     mod imperative;
     mod kube_rs;
+    mod kubelet;
     mod persistence;
     mod python;
     mod service_types;

@@ -12,6 +12,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark that prints numbers; run with `cargo test --release -- --ignored --nocapture`"]
 async fn sqlite_timings() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"))?);

@@ -142,6 +142,14 @@ pub async fn binding(state: Arc<State>, target: Target, query: Query, req: Reque
         }
         let mut pod = current.object.clone();
         pod["spec"]["nodeName"] = json!(node);
+        // As upstream's binding: the pod is now scheduled.
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let scheduled =
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+        let mut conditions: Vec<Value> = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(scheduled);
+        pod["status"]["conditions"] = json!(conditions);
         match state.objects.update(target.rt, pod, current.revision).await {
             Ok(_) => break,
             Err(ApiError::Conflict { .. }) => continue,

@@ -75,11 +75,28 @@ pub async fn patch(state: Arc<State>, target: Target, query: Query, req: Request
     }
     let rt = target.rt;
     let applied = (kind == PatchType::Apply).then_some(&patch);
+    // As upstream, a patch is a precondition on the resourceVersion only when it sets one; otherwise it applies
+    // to the latest version and is retried on conflict.
+    let pins = patch_pins_version(kind, &patch);
     let written = guarded_write(&state, &target, &query, kind == PatchType::Apply, applied, |current| {
-        apply_patch(rt, kind, current, &patch)
+        let mut new = apply_patch(rt, kind, current, &patch)?;
+        if !pins && current.is_some() {
+            object::set_meta_str(&mut new, "resourceVersion", None);
+        }
+        Ok(new)
     })
     .await?;
     Ok(written.respond(rt))
+}
+
+/// Whether a patch names a resourceVersion (then a conflict is the client's to resolve).
+fn patch_pins_version(kind: PatchType, patch: &Value) -> bool {
+    match kind {
+        PatchType::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "test" && op["op"] != "remove")
+        }),
+        _ => patch["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()),
+    }
 }
 
 /// One patch applied to the client's view of the object (`None`: the object does not exist yet).
@@ -347,12 +364,15 @@ pub async fn create_object(
     prepare_for_create(srt, &mut obj);
     skiff_admission::prepare_create(srt, &mut obj);
     skiff_admission::default(srt, &mut obj);
+    // Addresses are allocated before validation, as upstream does, so that validation sees them (a
+    // LoadBalancer with `externalTrafficPolicy: Local` must have its health-check node port).
+    let claimed = if is_service(srt) { state.services.allocate(&mut obj, None).await?.0 } else { Holdings::default() };
     let causes = skiff_admission::validate_create(srt, &obj);
     if !causes.is_empty() {
+        state.services.release(&claimed).await;
         return Err(invalid(srt, &obj, causes));
     }
     track_fields(rt, None, &mut obj, applied, query, None);
-    let claimed = if is_service(srt) { state.services.allocate(&mut obj, None).await?.0 } else { Holdings::default() };
     if query.dry_run()? {
         state.services.release(&claimed).await;
         return Ok(Written { object: obj, code: StatusCode::CREATED, warnings });
@@ -436,20 +456,22 @@ pub async fn guarded_write(
             object::metadata_mut(&mut new).insert("generation".into(), json!(generation));
         }
         skiff_admission::default(srt, &mut new);
-        let causes = skiff_admission::validate_update(srt, &current.object, &new);
-        if !causes.is_empty() {
-            return Err(invalid(srt, &new, causes));
-        }
-        let tracked_sub = target.subresource.map(|s| s.name);
-        track_fields(rt, Some(&current.object), &mut new, applied, query, tracked_sub);
-        if !differs(&current.object, &new) {
-            return Ok(Written { object: current.object, code: StatusCode::OK, warnings });
-        }
         let (claimed, freed) = if is_service(srt) && sub.is_none() {
             state.services.allocate(&mut new, Some(&current.object)).await?
         } else {
             (Holdings::default(), Holdings::default())
         };
+        let causes = skiff_admission::validate_update(srt, &current.object, &new);
+        if !causes.is_empty() {
+            state.services.release(&claimed).await;
+            return Err(invalid(srt, &new, causes));
+        }
+        let tracked_sub = target.subresource.map(|s| s.name);
+        track_fields(rt, Some(&current.object), &mut new, applied, query, tracked_sub);
+        if !differs(&current.object, &new) {
+            state.services.release(&claimed).await;
+            return Ok(Written { object: current.object, code: StatusCode::OK, warnings });
+        }
         if dry_run {
             state.services.release(&claimed).await;
             return Ok(Written { object: new, code: StatusCode::OK, warnings });
@@ -487,4 +509,24 @@ pub async fn guarded_write(
 
 fn name_mismatch(body: &str, url: &str) -> ApiError {
     ApiError::BadRequest(format!("the name of the object ({body}) does not match the name on the URL ({url})"))
+}
+
+#[cfg(test)]
+mod patch_precondition_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_patch_that_names_a_resource_version_pins_it() {
+        assert!(!patch_pins_version(PatchType::Merge, &json!({"spec": {"paused": true}})));
+        assert!(patch_pins_version(PatchType::Merge, &json!({"metadata": {"resourceVersion": "7"}})));
+        assert!(patch_pins_version(PatchType::Strategic, &json!({"metadata": {"resourceVersion": "7"}})));
+        assert!(!patch_pins_version(
+            PatchType::Json,
+            &json!([{"op": "replace", "path": "/spec/template", "value": {}}])
+        ));
+        assert!(patch_pins_version(
+            PatchType::Json,
+            &json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": "7"}])
+        ));
+    }
 }

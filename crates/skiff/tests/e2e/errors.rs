@@ -113,3 +113,22 @@ fn stale_updates_conflict_and_missing_namespaces_are_not_found() {
     let err = c.fails(&["create", "configmap", "x", "-n", "nowhere", "--from-literal=a=1"]);
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
 }
+
+#[test]
+fn local_load_balancers_get_a_health_check_node_port() {
+    let c = Cluster::start();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &svc("local-lb", "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  ports:\n  - port: 80\n"),
+    );
+    let hc: u16 = c.ok(&["get", "svc", "local-lb", "-o", "jsonpath={.spec.healthCheckNodePort}"]).parse().unwrap();
+    let np: u16 = c.ok(&["get", "svc", "local-lb", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
+    assert!((30000..=32767).contains(&hc) && hc != np, "{hc} {np}");
+    // An invalid Service claims nothing: its requested node port stays free for the next one.
+    let err = c.fails_stdin(
+        &["apply", "-f", "-"],
+        &svc("bad", "  type: NodePort\n  ports:\n  - port: 0\n    nodePort: 30555\n"),
+    );
+    assert!(err.contains("spec.ports[0].port"), "{err}");
+    c.ok_stdin(&["apply", "-f", "-"], &svc("good", "  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 30555\n"));
+}

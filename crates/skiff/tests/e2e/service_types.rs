@@ -62,9 +62,10 @@ fn type_changes_allocate_and_release_addresses() {
 fn status_lifecycle_and_cross_namespace_listing() {
     let c = Cluster::start();
     c.ok(&["create", "namespace", "other"]);
+    // A load balancer class Skiff's own ServiceLB leaves alone, so this test plays the load balancer.
     c.ok_stdin(
         &["apply", "-n", "other", "-f", "-"],
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 8080\n",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  loadBalancerClass: example.com/external\n  ports:\n  - port: 8080\n",
     );
     assert!(c.ok(&["get", "svc", "lb", "-n", "other"]).contains("<pending>"));
     c.ok(&[

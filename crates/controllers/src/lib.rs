@@ -1,0 +1,65 @@
+//! The controllers that make a Skiff cluster move by itself, run together under one supervisor: Deployments and
+//! ReplicaSets (`skiff-workloads`), Endpoints, EndpointSlices and their mirroring (`skiff-endpoints`), garbage
+//! collection and namespace deletion (`skiff-gc`), the scheduler (`skiff-scheduler`) and LoadBalancer status
+//! (`skiff-servicelb`).
+//!
+//! Each controller is a kube-rs client of the API and knows nothing of the others; they meet only through the
+//! objects they read and write. `skiff server` runs them in-process against its own API server, and
+//! `skiff controllers --kubeconfig FILE` runs the same set against any Kubernetes API. A controller whose loop ends
+//! with an error before shutdown is restarted after a backoff, so one failing controller never stops the rest.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use kube::Client;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+type Run = fn(Client, CancellationToken) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Every controller, by the name it logs under.
+fn controllers() -> Vec<(&'static str, Run)> {
+    vec![
+        ("deployment", |c, s| Box::pin(skiff_workloads::deployment::run(c, s))),
+        ("replicaset", |c, s| Box::pin(skiff_workloads::replicaset::run(c, s))),
+        // Endpoints, EndpointSlices and their mirroring share one cache of pods and Services.
+        ("endpoints", |c, s| Box::pin(skiff_endpoints::run(c, s))),
+        ("garbage-collector", |c, s| Box::pin(skiff_gc::garbagecollector::run(c, s))),
+        ("namespace", |c, s| Box::pin(skiff_gc::namespace::run(c, s))),
+        ("scheduler", |c, s| Box::pin(skiff_scheduler::run(c, s))),
+        ("servicelb", |c, s| Box::pin(skiff_servicelb::run(c, s))),
+    ]
+}
+
+/// Runs every controller until `shutdown` fires.
+pub async fn run(client: Client, shutdown: CancellationToken) {
+    let mut set = JoinSet::new();
+    for (name, run) in controllers() {
+        let client = client.clone();
+        let shutdown = shutdown.clone();
+        set.spawn(async move { supervise(name, run, client, shutdown).await });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Keeps one controller running: restarts it with exponential backoff (1 s doubling to 30 s) when it fails.
+async fn supervise(name: &'static str, run: Run, client: Client, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tracing::debug!(controller = name, "starting");
+        let result = run(client.clone(), shutdown.clone()).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match result {
+            Ok(()) => tracing::warn!(controller = name, "stopped unexpectedly; restarting"),
+            Err(e) => tracing::error!(controller = name, error = %e, "failed; restarting"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
