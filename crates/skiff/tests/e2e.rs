@@ -7,6 +7,7 @@ mod e2e {
     mod api;
     mod apply;
     mod controllers;
+    mod controllers_process;
     mod durability;
     mod errors;
     mod etcd;
