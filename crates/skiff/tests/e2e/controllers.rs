@@ -240,3 +240,26 @@ fn cascade_deletes_of_deployments_and_namespaces() {
         (out.trim() == "10.99.0.1").then_some(())
     });
 }
+
+#[test]
+fn replicasets_adopt_orphans_and_release_pods_that_stop_matching() {
+    let c = Cluster::start();
+    let _kubelet = FakeKubelet::start(&c, "node-1", 1, Duration::from_millis(50));
+    c.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata:\n  name: orphan\n  labels:\n    app: adopt\nspec:\n  containers:\n  - name: c\n    image: nginx\n");
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: adopt\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: adopt\n  template:\n    metadata:\n      labels:\n        app: adopt\n    spec:\n      containers:\n      - name: c\n        image: nginx\n";
+    c.ok_stdin(&["apply", "-f", "-"], rs);
+    eventually(20, "the orphan to be adopted", || {
+        let owner = c.ok(&["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences[0].name}"]);
+        (owner == "adopt").then_some(())
+    });
+    eventually(20, "exactly 2 pods (the orphan counts)", || {
+        (lines(c.ok(&["get", "pods", "-l", "app=adopt", "-o", "name"])).len() == 2).then_some(())
+    });
+    // A pod whose labels stop matching is released, and a replacement is made.
+    c.ok(&["label", "pod", "orphan", "--overwrite", "app=gone"]);
+    eventually(20, "the pod to be released and replaced", || {
+        let owners = c.ok(&["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"]);
+        let count = lines(c.ok(&["get", "pods", "-l", "app=adopt", "-o", "name"])).len();
+        (owners.trim().is_empty() && count == 2).then_some(())
+    });
+}
