@@ -6,7 +6,13 @@
 //! per-datastore results ([`run`]), are reduced to medians and percentiles ([`stats`]) and rendered as one table with
 //! a column per datastore next to the targets ([`report`]). Every child process is stopped by its pid when its guard
 //! drops, also on error.
+//!
+//! A second scenario, [`controllers`], measures the controllers on their own: a `skiff server
+//! --disable-controllers` on SQLite plus a separate `skiff controllers` process, driven with Services and pods
+//! whose status the benchmark writes as a kubelet would, timing readiness changes until the EndpointSlice watcher
+//! sees them and reading both processes' RSS; it is rendered as a table of its own.
 
+pub mod controllers;
 pub mod error;
 pub mod load;
 pub mod process;

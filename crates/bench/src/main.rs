@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release -p skiff -p skiff-bench
 //! target/release/skiff-bench --services 10000 --runs 5 --load-runs 3
+//! target/release/skiff-bench --scenarios controllers --ctl-services 1000 --ctl-pods 10 --ctl-runs 3
 //! ```
 
 use std::path::PathBuf;
@@ -11,11 +12,29 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use skiff_bench::controllers::{self, CtlSettings};
 use skiff_bench::report;
 use skiff_bench::run::{self, Datastore, Settings};
 
 /// `EX_USAGE` from sysexits.h.
 const EXIT_USAGE: u8 = 64;
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// The API server: start-up, creates, LISTs, watch delivery (on every datastore).
+    Api,
+    /// The controllers in a separate process: EndpointSlice convergence and readiness latency (on SQLite).
+    Controllers,
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    match s.trim() {
+        "api" => Ok(Scenario::Api),
+        "controllers" => Ok(Scenario::Controllers),
+        other => Err(format!("unknown scenario {other:?} (expected api or controllers)")),
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "skiff-bench", about = "Benchmark skiff server on SQLite and etcd; prints a table of numbers")]
@@ -26,7 +45,10 @@ struct Args {
     /// The etcd binary for the etcd runs.
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
-    /// Datastores to measure, comma-separated: sqlite, etcd.
+    /// Scenarios to run, comma-separated, in this order: api, controllers.
+    #[arg(long, default_value = "api,controllers", value_delimiter = ',', value_parser = parse_scenario)]
+    scenarios: Vec<Scenario>,
+    /// Datastores the api scenario measures, comma-separated: sqlite, etcd.
     #[arg(long, default_value = "sqlite,etcd", value_delimiter = ',', value_parser = Datastore::parse)]
     datastores: Vec<Datastore>,
     /// Start-up runs per datastore (fresh data dir each; every load run adds one more start-up sample).
@@ -50,6 +72,21 @@ struct Args {
     /// Milliseconds a server idles before its RSS is read.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
+    /// Controllers scenario: runs (a fresh server and controllers process each).
+    #[arg(long, default_value_t = 1)]
+    ctl_runs: usize,
+    /// Controllers scenario: Services (each selecting its own pods).
+    #[arg(long, default_value_t = 1000)]
+    ctl_services: usize,
+    /// Controllers scenario: pods per Service.
+    #[arg(long, default_value_t = 10)]
+    ctl_pods: usize,
+    /// Controllers scenario: readiness flips of random pods, one at a time.
+    #[arg(long, default_value_t = 500)]
+    ctl_flips: usize,
+    /// Controllers scenario: seed of the random choice of pods to flip.
+    #[arg(long, default_value_t = 1)]
+    ctl_seed: u64,
     /// Parent directory of the temporary data dirs (default: the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -73,7 +110,7 @@ fn main() -> ExitCode {
         eprintln!("skiff-bench: {} does not exist (cargo build --release -p skiff)", args.skiff.display());
         return ExitCode::from(EXIT_USAGE);
     }
-    if args.datastores.contains(&Datastore::Etcd) && !args.etcd.exists() {
+    if args.scenarios.contains(&Scenario::Api) && args.datastores.contains(&Datastore::Etcd) && !args.etcd.exists() {
         eprintln!(
             "skiff-bench: {} does not exist (apt-get install etcd-server, or --datastores sqlite)",
             args.etcd.display()
@@ -102,10 +139,11 @@ fn main() -> ExitCode {
 
 async fn bench(args: Args) -> anyhow::Result<String> {
     let skiff = std::fs::canonicalize(&args.skiff)?;
+    let work_dir = args.work_dir.unwrap_or_else(std::env::temp_dir);
     let settings = Settings {
-        skiff,
+        skiff: skiff.clone(),
         etcd: args.etcd,
-        work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
+        work_dir: work_dir.clone(),
         start_runs: args.runs,
         load_runs: args.load_runs,
         services: args.services,
@@ -114,12 +152,37 @@ async fn bench(args: Args) -> anyhow::Result<String> {
         watch_events: args.watch_events.max(1),
         settle: Duration::from_millis(args.settle_ms),
     };
-    let mut results = Vec::new();
-    for datastore in &args.datastores {
-        let r = run::bench_datastore(&settings, *datastore)
-            .await
-            .map_err(|e| anyhow::anyhow!(e).context(format!("benchmarking on {}", datastore.name())))?;
-        results.push(r);
+    let ctl = CtlSettings {
+        skiff,
+        work_dir,
+        runs: args.ctl_runs,
+        services: args.ctl_services,
+        pods: args.ctl_pods.max(1),
+        flips: args.ctl_flips,
+        concurrency: args.concurrency.max(1),
+        settle: Duration::from_millis(args.settle_ms),
+        seed: args.ctl_seed,
+    };
+    let mut out = Vec::new();
+    for scenario in &args.scenarios {
+        match scenario {
+            Scenario::Api => {
+                let mut results = Vec::new();
+                for datastore in &args.datastores {
+                    let r = run::bench_datastore(&settings, *datastore)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e).context(format!("benchmarking on {}", datastore.name())))?;
+                    results.push(r);
+                }
+                out.push(report::render(&settings, &results));
+            }
+            Scenario::Controllers => {
+                let samples = controllers::bench_controllers(&ctl)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e).context("benchmarking the controllers"))?;
+                out.push(report::controllers::render(&ctl, &samples));
+            }
+        }
     }
-    Ok(report::render(&settings, &results))
+    Ok(out.join("\n"))
 }

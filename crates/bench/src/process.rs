@@ -2,6 +2,7 @@
 //! etcd of its own ([`etcd::Etcd`]). Both listen on free loopback ports only, and both are stopped by their pid when
 //! the guard drops, so an error anywhere in a run leaves nothing behind.
 
+pub mod controllers;
 pub mod etcd;
 
 use std::net::TcpListener;
@@ -29,8 +30,13 @@ pub fn free_port() -> Result<u16, BenchError> {
 
 /// The resident set size, in KiB, from the `VmRSS:` line of a `/proc/PID/status` text.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut fields = line["VmRSS:".len()..].split_whitespace();
+    parse_status_kib(status, "VmRSS:")
+}
+
+/// A `KEY:   N kB` line of a `/proc/PID/status` text (such as `VmRSS:` or the peak, `VmHWM:`), in KiB.
+pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let mut fields = line[key.len()..].split_whitespace();
     let value: u64 = fields.next()?.parse().ok()?;
     match fields.next() {
         Some("kB") | None => Some(value),
@@ -40,13 +46,17 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
 
 /// The resident set size of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
+    parse_vm_rss(&proc_status(pid)?).ok_or(BenchError::NoRss { pid })
+}
+
+/// The peak resident set size (`VmHWM`) of process `pid` so far, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64, BenchError> {
+    parse_status_kib(&proc_status(pid)?, "VmHWM:").ok_or(BenchError::NoRss { pid })
+}
+
+fn proc_status(pid: u32) -> Result<String, BenchError> {
     let path = PathBuf::from(format!("/proc/{pid}/status"));
-    let status = std::fs::read_to_string(&path).map_err(|source| BenchError::Io {
-        what: "reading",
-        path: path.clone(),
-        source,
-    })?;
-    parse_vm_rss(&status).ok_or(BenchError::NoRss { pid })
+    std::fs::read_to_string(&path).map_err(|source| BenchError::Io { what: "reading", path, source })
 }
 
 /// The last `n` lines of a log file, for error messages.
@@ -81,7 +91,8 @@ fn terminate(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// A running `skiff server --disable-agent` on a free loopback port, in its own temporary data dir.
+/// A running `skiff server --disable-agent` on a free loopback port, in its own temporary data dir (with the
+/// controllers in-process unless started with `--disable-controllers`, see [`Skiff::start_with`]).
 pub struct Skiff {
     child: Child,
     dir: tempfile::TempDir,
@@ -96,6 +107,16 @@ impl Skiff {
         binary: &Path,
         work_dir: &Path,
         datastore_endpoint: Option<&str>,
+    ) -> Result<(Self, Duration), BenchError> {
+        Self::start_with(binary, work_dir, datastore_endpoint, &[]).await
+    }
+
+    /// As [`Skiff::start`], with `extra` flags appended to `skiff server` (such as `--disable-controllers`).
+    pub async fn start_with(
+        binary: &Path,
+        work_dir: &Path,
+        datastore_endpoint: Option<&str>,
+        extra: &[&str],
     ) -> Result<(Self, Duration), BenchError> {
         let dir = tempfile::Builder::new().prefix("skiff-bench-").tempdir_in(work_dir).map_err(|source| {
             BenchError::Io { what: "creating a temp dir in", path: work_dir.to_path_buf(), source }
@@ -112,6 +133,7 @@ impl Skiff {
             .arg(dir.path().join("data"))
             .arg("--write-kubeconfig")
             .arg(dir.path().join("kubeconfig.yaml"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -154,6 +176,11 @@ impl Skiff {
     /// The server's resident set size now, in KiB.
     pub fn rss_kib(&self) -> Result<u64, BenchError> {
         rss_kib(self.pid())
+    }
+
+    /// The server's temporary directory (data dir, kubeconfig, logs); removed when the server is dropped.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The admin kubeconfig the server wrote (CA and bearer token).
@@ -212,6 +239,16 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(23456));
         assert_eq!(parse_vm_rss("Name:\tskiff\n"), None);
         assert_eq!(parse_vm_rss("VmRSS:\t 12 MB\n"), None);
+        assert_eq!(parse_status_kib(status, "VmPeak:"), Some(200000));
+        assert_eq!(parse_status_kib(status, "VmHWM:"), None);
+    }
+
+    #[test]
+    fn peak_rss_is_at_least_the_current_rss() {
+        let pid = std::process::id();
+        let peak = peak_rss_kib(pid).expect("own peak");
+        let now = rss_kib(pid).expect("own rss");
+        assert!(peak >= now, "peak {peak} KiB < current {now} KiB");
     }
 
     #[test]

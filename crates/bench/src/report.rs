@@ -1,6 +1,8 @@
 //! The printed result: one row per metric, the target, and one column per datastore holding the median over runs
 //! (a ✓ or ✗ beside values that have a target), followed by the raw per-run samples.
 
+pub mod controllers;
+
 use std::fmt::Write as _;
 
 use crate::run::{Datastore, DatastoreResults, LoadSample, Settings, StartSample, mib};
