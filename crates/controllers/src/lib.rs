@@ -18,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 type Run = fn(Client, CancellationToken) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
+/// The names of every controller, as `--controllers` takes them.
+pub fn names() -> Vec<&'static str> {
+    controllers().into_iter().map(|(name, _)| name).collect()
+}
+
 /// Every controller, by the name it logs under.
 fn controllers() -> Vec<(&'static str, Run)> {
     vec![
@@ -34,8 +39,13 @@ fn controllers() -> Vec<(&'static str, Run)> {
 
 /// Runs every controller until `shutdown` fires.
 pub async fn run(client: Client, shutdown: CancellationToken) {
+    run_only(client, &names(), shutdown).await;
+}
+
+/// Runs the named controllers (see [`names`]) until `shutdown` fires.
+pub async fn run_only(client: Client, only: &[&str], shutdown: CancellationToken) {
     let mut set = JoinSet::new();
-    for (name, run) in controllers() {
+    for (name, run) in controllers().into_iter().filter(|(name, _)| only.contains(name)) {
         let client = client.clone();
         let shutdown = shutdown.clone();
         set.spawn(async move { supervise(name, run, client, shutdown).await });

@@ -38,6 +38,9 @@ struct ControllersArgs {
     /// The kubeconfig to reach the API with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Run only these controllers (comma-separated; default: all of them).
+    #[arg(long, value_delimiter = ',', env = "SKIFF_CONTROLLERS")]
+    controllers: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -265,7 +268,24 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
     };
     let client = kube::Client::try_from(config)?;
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(skiff_controllers::run(client, shutdown.clone()));
+    let known = skiff_controllers::names();
+    let only: Vec<&'static str> = if args.controllers.is_empty() {
+        known.clone()
+    } else {
+        let mut only = Vec::new();
+        for name in &args.controllers {
+            match known.iter().find(|k| **k == name.as_str()) {
+                Some(k) => only.push(*k),
+                None => {
+                    eprintln!("skiff: --controllers: unknown controller {name:?}; known: {}", known.join(","));
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            }
+        }
+        only
+    };
+    let token = shutdown.clone();
+    let running = tokio::spawn(async move { skiff_controllers::run_only(client, &only, token).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}
