@@ -1,0 +1,1 @@
+//! skiff-images (being written).

@@ -1,0 +1,1 @@
+//! skiff-runtime (being written).

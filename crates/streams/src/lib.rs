@@ -1,0 +1,1 @@
+//! skiff-streams (being written).
