@@ -1,1 +1,131 @@
-//! skiff-agent (being written).
+//! The Skiff node agent: the kubelet's job for this machine. It registers the Node and keeps it Ready
+//! ([`node`]), waits for the pod CIDR node IPAM assigns, wires pods into the node's pod network through the CNI
+//! reference plugins (`skiff-cni`), runs their containers as supervised processes in the pods' namespaces
+//! (`skiff-runtime`, images from `skiff-images`), and reports pod status ([`pods`]). [`pod_files`] and
+//! [`environment`] build what a container sees: its resolv.conf, hosts and hostname, and its environment.
+//!
+//! Data flow: pods bound to this node (a watch with `spec.nodeName`) → per pod: sandbox (netns + CNI ADD) →
+//! containers (start / restart with backoff / stop) → status patch. State lives under `<data-dir>/agent/`, so an
+//! agent restart re-adopts running pods, and [`teardown`] removes everything the node made.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use tokio_util::sync::CancellationToken;
+
+pub mod environment;
+pub mod node;
+pub mod pod_files;
+pub mod pods;
+pub mod streams;
+
+/// The pod network's CNI name and the node's bridge.
+pub const NETWORK: &str = "skiff";
+pub const BRIDGE: &str = "skiff0";
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// `<data-dir>/agent`.
+    pub dir: PathBuf,
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    /// The port of the agent's streaming server, advertised in the Node's status.
+    pub agent_port: u16,
+    pub control_plane: bool,
+    /// The executable that supervises containers (`skiff shim …`): the running `skiff` binary.
+    pub shim_exe: PathBuf,
+    /// The cluster CA (`ca.crt`, `ca.key`) that signs the streaming server's certificate.
+    pub tls_dir: PathBuf,
+    /// The bearer token the API server presents to the streaming server.
+    pub token: String,
+}
+
+fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
+    skiff_cni::NetworkConfig::new(NETWORK, BRIDGE, subnet, &dir.join("cni"))
+}
+
+/// Waits until node IPAM has given this node a pod CIDR.
+async fn pod_cidr(client: &kube::Client, node: &str, shutdown: &CancellationToken) -> Option<Ipv4Net> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    loop {
+        if let Ok(Some(n)) = nodes.get_opt(node).await
+            && let Some(cidr) = n.spec.and_then(|s| s.pod_cidr).and_then(|c| c.parse().ok())
+        {
+            return Some(cidr);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` fires. Running pods are left running (a restart re-adopts them).
+pub async fn run(client: kube::Client, config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.dir)?;
+    let info = node::NodeInfo {
+        name: config.node_name.clone(),
+        address: config.node_ip,
+        agent_port: config.agent_port,
+        control_plane: config.control_plane,
+    };
+    let heartbeat = tokio::spawn(node::run(client.clone(), info, shutdown.clone()));
+    // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
+    let tls = skiff_streams::tls::serving_config_from_dir(
+        &config.tls_dir,
+        std::slice::from_ref(&config.node_name),
+        &[config.node_ip],
+    )?;
+    let backend = Arc::new(streams::AgentBackend { dir: config.dir.clone(), client: client.clone() });
+    let router = skiff_streams::router(backend, vec![config.token.clone()]);
+    let streams =
+        skiff_streams::StreamServer::start(std::net::SocketAddr::new(config.node_ip, config.agent_port), tls, router)
+            .await?;
+    let Some(subnet) = pod_cidr(&client, &config.node_name, &shutdown).await else { return Ok(()) };
+    std::fs::write(config.dir.join("pod-cidr"), subnet.to_string())?;
+    let cni = skiff_cni::Cni::new(network(&config.dir, subnet))?;
+    cni.verify_plugins().await?;
+    let resolver = pod_files::Resolver::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let catalog = skiff_images::Catalog::load(config.dir.join("images.yaml"))?.with_exe(config.shim_exe.clone());
+    let rt = Arc::new(pods::PodRuntime {
+        client,
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip.to_string(),
+        dir: config.dir.clone(),
+        cni,
+        catalog,
+        shim_exe: config.shim_exe.clone(),
+        dns: pod_files::ClusterDns { server: config.cluster_dns.clone(), domain: config.cluster_domain.clone() },
+        node_resolver: resolver,
+    });
+    let result = pods::run(rt, shutdown.clone()).await;
+    let _ = heartbeat.await;
+    streams.shutdown().await;
+    result
+}
+
+/// Stops every pod this node runs and removes every namespace, link, CNI allocation and file the node made.
+pub async fn teardown(dir: &Path) -> anyhow::Result<()> {
+    let Ok(cidr) = std::fs::read_to_string(dir.join("pod-cidr")) else {
+        let _ = std::fs::remove_dir_all(dir);
+        return Ok(());
+    };
+    let subnet: Ipv4Net = cidr.trim().parse()?;
+    let cni = skiff_cni::Cni::new(network(dir, subnet))?;
+    if let Ok(entries) = std::fs::read_dir(dir.join("pods")) {
+        for entry in entries.flatten() {
+            pods::teardown_pod(dir, &cni, &entry.file_name().to_string_lossy(), Duration::from_secs(2)).await;
+        }
+    }
+    cni.teardown().await?;
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}

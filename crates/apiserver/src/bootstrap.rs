@@ -170,28 +170,37 @@ pub fn spawn_keepers(state: Arc<State>) {
 }
 
 async fn keep_kubernetes_service(state: Arc<State>) {
-    let Ok(svc_rt) = rt("", "services") else { return };
-    let key = svc_rt.storage_key(Some("default"), "kubernetes");
+    // The Service and the endpoints records that point at this server: any of them deleted (by a user, or by the
+    // endpoints controller after the Service went) is restored at once.
+    let keys: Vec<String> = [("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")]
+        .iter()
+        .filter_map(|(group, plural)| rt(group, plural).ok())
+        .map(|r| r.storage_key(Some("default"), "kubernetes"))
+        .collect();
     loop {
-        // React to deletions right away; fall back to the periodic check if the watch breaks.
-        let watch = state.objects.store().watch(&key, 0).await;
+        // React to changes right away; fall back to the periodic check if a watch breaks.
+        let mut streams = Vec::new();
+        for key in &keys {
+            match state.objects.store().watch(key, 0).await {
+                Ok(s) => streams.push(s),
+                Err(e) => tracing::warn!(key, error = %e, "watching the kubernetes service failed"),
+            }
+        }
+        let mut events = futures::stream::select_all(streams);
         let mut ticker = tokio::time::interval(RECONCILE_EVERY);
-        match watch {
-            Ok(mut events) => loop {
-                use futures::StreamExt;
-                tokio::select! {
-                    _ = state.shutdown.cancelled() => return,
-                    _ = ticker.tick() => {}
-                    ev = events.next() => match ev {
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
-                }
-                if let Err(e) = ensure_kubernetes_service(&state).await {
-                    tracing::warn!(error = %e, "restoring the kubernetes service failed");
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "watching the kubernetes service failed"),
+        loop {
+            use futures::StreamExt;
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+                ev = events.next() => match ev {
+                    Some(Ok(_)) => {}
+                    _ => break,
+                },
+            }
+            if let Err(e) = ensure_kubernetes_service(&state).await {
+                tracing::warn!(error = %e, "restoring the kubernetes service failed");
+            }
         }
         tokio::select! {
             _ = state.shutdown.cancelled() => return,

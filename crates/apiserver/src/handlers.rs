@@ -19,6 +19,7 @@ use crate::server::State;
 
 pub mod delete;
 pub mod discovery;
+pub mod proxy;
 pub mod read;
 pub mod subresources;
 pub mod watch;
@@ -85,7 +86,7 @@ async fn resource(state: Arc<State>, target: Target, query: Query, req: Request<
         (Method::GET | Method::PUT | Method::PATCH, true, Some("scale")) => {
             subresources::scale(state, target, query, req).await
         }
-        (_, true, Some("log" | "exec" | "portforward")) => subresources::node_stream(&target),
+        (_, true, Some("log" | "exec" | "portforward")) => subresources::node_stream(state, target, query, req).await,
         (Method::POST, true, Some("binding")) => subresources::binding(state, target, query, req).await,
         (Method::POST, false, None) => write::create(state, target, query, req).await,
         (Method::PUT, true, None | Some("status" | "finalize")) => write::update(state, target, query, req).await,

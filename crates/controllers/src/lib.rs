@@ -1,7 +1,7 @@
 //! The controllers that make a Skiff cluster move by itself, run together under one supervisor: Deployments and
 //! ReplicaSets (`skiff-workloads`), Endpoints, EndpointSlices and their mirroring (`skiff-endpoints`), garbage
 //! collection and namespace deletion (`skiff-gc`), the scheduler (`skiff-scheduler`) and LoadBalancer status
-//! (`skiff-servicelb`).
+//! (`skiff-servicelb`), and node IPAM (`skiff-nodeipam`).
 //!
 //! Each controller is a kube-rs client of the API and knows nothing of the others; they meet only through the
 //! objects they read and write. `skiff server` runs them in-process against its own API server, and
@@ -10,42 +10,66 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use ipnet::Ipv4Net;
 
 use kube::Client;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-type Run = fn(Client, CancellationToken) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+/// One controller's loop, as a future.
+type Loop = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+type Run = Arc<dyn Fn(Client, CancellationToken) -> Loop + Send + Sync>;
+
+/// Cluster settings some controllers need.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The pod network, split into per-node ranges by node IPAM.
+    pub cluster_cidr: Ipv4Net,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { cluster_cidr: Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 42, 0, 0), 16) }
+    }
+}
 
 /// The names of every controller, as `--controllers` takes them.
 pub fn names() -> Vec<&'static str> {
-    controllers().into_iter().map(|(name, _)| name).collect()
+    controllers(&Options::default()).into_iter().map(|(name, _)| name).collect()
+}
+
+fn plain(f: fn(Client, CancellationToken) -> Loop) -> Run {
+    Arc::new(f)
 }
 
 /// Every controller, by the name it logs under.
-fn controllers() -> Vec<(&'static str, Run)> {
+fn controllers(options: &Options) -> Vec<(&'static str, Run)> {
+    let cidr = options.cluster_cidr;
     vec![
-        ("deployment", |c, s| Box::pin(skiff_workloads::deployment::run(c, s))),
-        ("replicaset", |c, s| Box::pin(skiff_workloads::replicaset::run(c, s))),
+        ("nodeipam", Arc::new(move |c, s| Box::pin(skiff_nodeipam::run(c, cidr, s)))),
+        ("deployment", plain(|c, s| Box::pin(skiff_workloads::deployment::run(c, s)))),
+        ("replicaset", plain(|c, s| Box::pin(skiff_workloads::replicaset::run(c, s)))),
         // Endpoints, EndpointSlices and their mirroring share one cache of pods and Services.
-        ("endpoints", |c, s| Box::pin(skiff_endpoints::run(c, s))),
-        ("garbage-collector", |c, s| Box::pin(skiff_gc::garbagecollector::run(c, s))),
-        ("namespace", |c, s| Box::pin(skiff_gc::namespace::run(c, s))),
-        ("scheduler", |c, s| Box::pin(skiff_scheduler::run(c, s))),
-        ("servicelb", |c, s| Box::pin(skiff_servicelb::run(c, s))),
+        ("endpoints", plain(|c, s| Box::pin(skiff_endpoints::run(c, s)))),
+        ("garbage-collector", plain(|c, s| Box::pin(skiff_gc::garbagecollector::run(c, s)))),
+        ("namespace", plain(|c, s| Box::pin(skiff_gc::namespace::run(c, s)))),
+        ("scheduler", plain(|c, s| Box::pin(skiff_scheduler::run(c, s)))),
+        ("servicelb", plain(|c, s| Box::pin(skiff_servicelb::run(c, s)))),
     ]
 }
 
 /// Runs every controller until `shutdown` fires.
-pub async fn run(client: Client, shutdown: CancellationToken) {
-    run_only(client, &names(), shutdown).await;
+pub async fn run(client: Client, options: Options, shutdown: CancellationToken) {
+    run_only(client, options, &names(), shutdown).await;
 }
 
 /// Runs the named controllers (see [`names`]) until `shutdown` fires.
-pub async fn run_only(client: Client, only: &[&str], shutdown: CancellationToken) {
+pub async fn run_only(client: Client, options: Options, only: &[&str], shutdown: CancellationToken) {
     let mut set = JoinSet::new();
-    for (name, run) in controllers().into_iter().filter(|(name, _)| only.contains(name)) {
+    for (name, run) in controllers(&options).into_iter().filter(|(name, _)| only.contains(name)) {
         let client = client.clone();
         let shutdown = shutdown.clone();
         set.spawn(async move { supervise(name, run, client, shutdown).await });

@@ -168,7 +168,10 @@ pub async fn run_with(client: Client, shutdown: CancellationToken, options: Opti
     Ok(())
 }
 
-fn arc<K>(object: K) -> Option<Arc<K>> {
+/// What the cache keeps of a Service, Endpoints or EndpointSlice: all but `metadata.managedFields`, which no
+/// controller reads and which is the heaviest part of an object in memory (upstream informers strip it too).
+fn arc<K: Resource>(mut object: K) -> Option<Arc<K>> {
+    object.meta_mut().managed_fields = None;
     Some(Arc::new(object))
 }
 
@@ -280,5 +283,25 @@ async fn work<F, Fut>(
             }
         }
         queue.done(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_objects_lose_only_managed_fields() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "labels": {"app": "web"}, "annotations": {"a": "b"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        }))
+        .expect("service");
+        let mut expected = service.clone();
+        expected.metadata.managed_fields = None;
+        let cached = arc(service).expect("kept");
+        assert_eq!(*cached, expected);
+        assert!(cached.metadata.annotations.is_some() && cached.spec.is_some());
     }
 }

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Error;
+use crate::bound::BoundPods;
 use crate::filter::{self, FitError};
+use crate::slim::{self, CachedPod};
 
 /// The `spec.schedulerName` this scheduler answers to (and its events' reporting controller).
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -35,7 +37,8 @@ const EVENT_REPEAT: Duration = Duration::from_secs(60);
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (nodes, writer) = reflector::store::<Node>();
     // Every scheduling-relevant node change (not heartbeats) retries all pending pods.
-    let node_changes = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+    let node_watch = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim::node);
+    let node_changes = reflector(writer, node_watch)
         .default_backoff()
         .applied_objects()
         .predicate_filter(node_fingerprint, PredicateConfig::default())
@@ -45,13 +48,30 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
             }
             std::future::ready(node.ok().map(|_| ()))
         });
-    let controller = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    // Bound pods only count towards their node: they go to `State::bound`, not to the controller's store.
+    let state = Arc::new(Mutex::new(State::default()));
+    let router = Arc::clone(&state);
+    let (pods, pod_writer) = reflector::store::<CachedPod>();
+    let pod_watch = watcher(Api::<CachedPod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let routed = match event {
+                Ok(event) => {
+                    let mut state = router.lock().unwrap_or_else(PoisonError::into_inner);
+                    let State { bound, unconfirmed, .. } = &mut *state;
+                    bound.route(event, |uid| unconfirmed.contains(uid)).map(Ok)
+                }
+                Err(error) => Some(Err(error)),
+            };
+            std::future::ready(routed)
+        });
+    let controller = Controller::for_stream(reflector(pod_writer, pod_watch).applied_objects(), pods);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter { controller: SCHEDULER_NAME.into(), instance: None }),
         client,
         pods: controller.store(),
         nodes,
-        state: Mutex::default(),
+        state,
     });
     info!("scheduler starting");
     controller
@@ -91,14 +111,17 @@ fn node_fingerprint(node: &Node) -> Option<u64> {
 struct Context {
     client: Client,
     recorder: Recorder,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     nodes: Store<Node>,
-    state: Mutex<State>,
+    /// Shared with the pod watch, which keeps `bound` and reads `unconfirmed`.
+    state: Arc<Mutex<State>>,
 }
 
 /// The scheduler's memory between reconciles, keyed by pod UID.
 #[derive(Default)]
 struct State {
+    /// Every pod bound to a node (whoever bound it), as the watch shows them.
+    bound: BoundPods,
     /// Pods bound by us that the watch has not shown bound yet → their node (upstream's "assumed" pods).
     assumed: HashMap<String, String>,
     /// Pods bound by us whose `PodScheduled=True` write has not succeeded yet.
@@ -135,22 +158,16 @@ impl Context {
         let pods = self.pods.state();
         let nodes = self.nodes.state();
         let mut state = self.state();
+        let State { bound, assumed, unconfirmed, failures, .. } = &mut *state;
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut bound = HashSet::new();
-        let mut known = HashSet::new();
-        for p in &pods {
-            let id = p.uid().unwrap_or_default();
-            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
-                bound.insert(id.clone());
-                if !terminated(p) {
-                    *counts.entry(node.to_string()).or_default() += 1;
-                }
-            }
-            known.insert(id);
+        for p in bound.placements().filter(|p| !p.terminated) {
+            *counts.entry(p.node.clone()).or_default() += 1;
         }
-        state.assumed.retain(|id, _| known.contains(id) && !bound.contains(id));
-        state.failures.retain(|id, _| known.contains(id) && !bound.contains(id));
-        state.unconfirmed.retain(|id| known.contains(id));
+        // The store holds unbound pods (and bound ones whose binding is unconfirmed, counted above already).
+        let unbound: HashSet<String> = pods.iter().filter_map(|p| p.uid()).filter(|id| !bound.contains(id)).collect();
+        assumed.retain(|id, _| unbound.contains(id));
+        failures.retain(|id, _| unbound.contains(id));
+        unconfirmed.retain(|id| unbound.contains(id) || bound.contains(id));
         for node in state.assumed.values() {
             *counts.entry(node.clone()).or_default() += 1;
         }
@@ -202,8 +219,13 @@ impl Context {
                 ..ObjectReference::default()
             },
         };
+        // Unconfirmed before the binding exists, so the watch keeps the bound pod in the store until confirmed.
+        self.state().unconfirmed.insert(uid.to_string());
         let result: Result<serde_json::Value, kube::Error> =
             api.create_subresource("binding", &name, &PostParams::default(), &binding).await;
+        if result.is_err() {
+            self.state().unconfirmed.remove(uid);
+        }
         match result {
             Ok(_) => {}
             // Someone else bound it (or our cache was stale): the watch will show where.
@@ -220,7 +242,6 @@ impl Context {
             }
         }
         info!(pod = %name, %namespace, %node, "bound");
-        self.state().unconfirmed.insert(uid.to_string());
         let note = format!("Successfully assigned {namespace}/{name} to {node}");
         self.publish(pod, EventType::Normal, "Scheduled", "Binding", note).await;
         self.confirm(pod, uid).await
@@ -274,8 +295,9 @@ impl Context {
 }
 
 #[tracing::instrument(skip_all, fields(pod = %pod.name_any(), namespace = %pod.namespace().unwrap_or_default()))]
-async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(pod: Arc<CachedPod>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = pod.uid().unwrap_or_default();
+    let pod = pod.to_pod();
     let result = schedule_one(&pod, &uid, &ctx).await;
     if result.is_ok() {
         ctx.state().errors.remove(&uid);
@@ -303,7 +325,7 @@ async fn schedule_one(pod: &Pod, uid: &str, ctx: &Context) -> Result<Action, Err
 }
 
 /// Retries a failed pod with exponential backoff: 1 s doubling up to 5 minutes.
-fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(pod: Arc<CachedPod>, error: &Error, ctx: Arc<Context>) -> Action {
     let mut state = ctx.state();
     let n = state.errors.entry(pod.uid().unwrap_or_default()).or_default();
     *n = n.saturating_add(1);

@@ -29,11 +29,14 @@ pub const CONTROLLER_NAME: &str = "servicelb-controller";
 /// Runs the ServiceLB status controller until `shutdown` fires. Never panics; logs and retries on errors.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (nodes, writer) = reflector::store::<Node>();
-    let node_changes = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .filter_map(relevant_node_change());
+    let node_watch = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim_node);
+    let node_changes = reflector(writer, node_watch).default_backoff().filter_map(relevant_node_change());
     let slices = watcher::Config::default().labels(plan::LABEL_SERVICE_NAME);
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let (services, service_writer) = reflector::store::<Service>();
+    let service_watch = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|svc: &mut Service| svc.metadata.managed_fields = None);
+    let controller = Controller::for_stream(reflector(service_writer, service_watch).applied_objects(), services);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter { controller: CONTROLLER_NAME.into(), instance: None }),
         client: client.clone(),
@@ -55,6 +58,15 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
         .await;
     info!("servicelb stopped");
     Ok(())
+}
+
+/// What the cache keeps of a node: all but `managedFields` and the list of images it holds, which the plan never
+/// reads (upstream informers strip managedFields the same way).
+fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
 }
 
 /// An EndpointSlice's Service, by its `kubernetes.io/service-name` label.
@@ -235,6 +247,22 @@ mod tests {
         assert_eq!(f(Ok(watcher::Event::Apply(node("False", "10.0.0.1", "2024-01-01T00:00:20Z")))).await, Some(()));
         assert_eq!(f(Ok(watcher::Event::Apply(node("False", "10.0.0.2", "2024-01-01T00:00:20Z")))).await, Some(()));
         assert_eq!(f(Ok(watcher::Event::Delete(n))).await, Some(()));
+    }
+
+    #[test]
+    fn slim_nodes_plan_the_same_ingress() {
+        let mut n: Node = serde_json::from_value(json!({"metadata": {"name": "n", "labels": {"a": "b"},
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]}, "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+            "images": [{"names": ["nginx"], "sizeBytes": 1}]}}))
+        .expect("node");
+        let before = node_fingerprint(&n);
+        slim_node(&mut n);
+        assert!(n.metadata.managed_fields.is_none());
+        assert!(n.status.as_ref().is_some_and(|s| s.images.is_none() && s.addresses.is_some()));
+        assert_eq!(n.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        assert_eq!(node_fingerprint(&n), before);
     }
 
     #[test]

@@ -31,6 +31,20 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run only the controllers, against any Kubernetes API.
     Controllers(ControllersArgs),
+    /// Stop every pod of this node and remove every namespace, link, CNI allocation and file the node made.
+    Teardown {
+        /// The data dir the server ran with.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+    },
+    /// Run one of the demo images built into Skiff (what pods of those images run).
+    Image {
+        /// The built-in program (`sleep`, `numbers-api`, `numbers-web`, `netexec`, …).
+        name: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -38,6 +52,9 @@ struct ControllersArgs {
     /// The kubeconfig to reach the API with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// The pod network that node IPAM splits into per-node ranges.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
     /// Run only these controllers (comma-separated; default: all of them).
     #[arg(long, value_delimiter = ',', env = "SKIFF_CONTROLLERS")]
     controllers: Vec<String>,
@@ -138,6 +155,12 @@ fn parse_datastore(endpoint: &str, data_dir: &std::path::Path) -> Result<Datasto
 }
 
 fn main() -> ExitCode {
+    // A container's supervisor must be single-threaded to join its mount namespace: dispatch it before anything
+    // else starts a thread.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some("shim".as_ref()) {
+        return skiff_runtime::shim_main(raw);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
@@ -168,6 +191,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::Controllers(args) => runtime.block_on(controllers(args)),
+        Command::Image { name, args } => return runtime.block_on(skiff_images::run(&name, &args)),
+        Command::Teardown { data_dir } => {
+            runtime.block_on(async { skiff_agent::teardown(&data_dir.join("agent")).await.map(|()| ExitCode::SUCCESS) })
+        }
     };
     match result {
         Ok(code) => code,
@@ -186,9 +213,6 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    if !args.disable_agent {
-        tracing::warn!("the node agent is not part of this build yet; running the control plane only");
-    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = match datastore {
         Datastore::Sqlite(path) => {
@@ -233,7 +257,34 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let client = client_for(&server.kubeconfig).await.context("a client for the controllers")?;
-        Some(tokio::spawn(skiff_controllers::run(client, shutdown.clone())))
+        let options = skiff_controllers::Options { cluster_cidr: args.cluster_cidr };
+        Some(tokio::spawn(skiff_controllers::run(client, options, shutdown.clone())))
+    };
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let client = client_for(&server.kubeconfig).await.context("a client for the node agent")?;
+        let node_name = args.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+        });
+        let agent_config = skiff_agent::AgentConfig {
+            node_name,
+            node_ip: server.state.config.advertise_address,
+            dir: args.data_dir.join("agent"),
+            cluster_dns: args.cluster_dns.to_string(),
+            cluster_domain: server.state.config.cluster_domain.clone(),
+            agent_port: 10250,
+            control_plane: true,
+            shim_exe: std::env::current_exe().context("locating the skiff binary")?,
+            tls_dir: args.data_dir.join("tls"),
+            token: server.state.admin_token.clone(),
+        };
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = skiff_agent::run(client, agent_config, token).await {
+                tracing::error!(error = format!("{e:#}"), "the node agent stopped");
+            }
+        }))
     };
     println!("Skiff API server is ready at https://{}", server.local_addr);
     println!("Point kubectl at it with:\n  export KUBECONFIG={}", kubeconfig_path.display());
@@ -245,6 +296,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     if let Some(controllers) = controllers {
         let _ = controllers.await;
+    }
+    if let Some(agent) = agent {
+        let _ = agent.await;
     }
     server.stopped().await;
     Ok(ExitCode::SUCCESS)
@@ -285,7 +339,8 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
         only
     };
     let token = shutdown.clone();
-    let running = tokio::spawn(async move { skiff_controllers::run_only(client, &only, token).await });
+    let options = skiff_controllers::Options { cluster_cidr: args.cluster_cidr };
+    let running = tokio::spawn(async move { skiff_controllers::run_only(client, options, &only, token).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}

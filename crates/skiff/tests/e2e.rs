@@ -4,6 +4,7 @@
 mod e2e {
     pub mod cluster;
 
+    mod agent;
     mod api;
     mod apply;
     mod controllers;

@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::labels::matches;
 use crate::ownership::controller_of;
 use crate::runtime::{Backoff, Events};
+use crate::slim;
 
 /// What every reconcile shares.
 pub(crate) struct Context {
@@ -45,7 +46,9 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
     let (relisted, relists) = mpsc::unbounded::<()>();
     let rs_events = reflector::reflector(
         writer,
-        watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim::managed_fields),
     )
     .inspect(move |event| {
         if matches!(event, Ok(watcher::Event::InitDone)) {
@@ -58,8 +61,14 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
     let pod_events = watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .touched_objects();
-    let controller = Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
-    let deployments = controller.store();
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let deployment_watch = watcher(Api::<Deployment>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(slim::managed_fields);
+    let controller = Controller::for_stream(
+        reflector::reflector(deployments_writer, deployment_watch).applied_objects(),
+        deployments.clone(),
+    );
     let for_sets = deployments.clone();
     let (for_pods, sets_for_pods) = (deployments.clone(), sets.clone());
     let ctx = Arc::new(Context {

@@ -2,7 +2,8 @@
 //! `pkg/controller/deployment` and `pkg/controller/replicaset`.
 //!
 //! Both are kube-rs clients of the API. Data flows one way: watchers fill reflector caches (ReplicaSets and
-//! Pods for the ReplicaSet controller; Deployments and ReplicaSets for the Deployment controller), every
+//! Pods for the ReplicaSet controller; Deployments and ReplicaSets for the Deployment controller) with objects
+//! slimmed first (`slim`: no managedFields; pods kept as a compact `CachedPod` of what is read), every
 //! change maps to the owning object's key, and a reconcile reads the caches, decides (pure functions in
 //! [`pods`], [`hash`], [`deployment`]'s `util`, [`replicaset`]'s `manage`) and writes: the ReplicaSet controller
 //! creates and deletes Pods and writes ReplicaSet status; the Deployment controller creates, scales and deletes
@@ -20,5 +21,6 @@ mod ownership;
 pub mod pods;
 pub mod replicaset;
 mod runtime;
+mod slim;
 
 pub use error::Error;

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, is_not_found};
@@ -27,12 +27,13 @@ use crate::labels::matches;
 use crate::ownership::{Claim, adopt_patch, controller_of, controller_ref, decide, release_patch};
 use crate::pods::{is_active, until_available};
 use crate::runtime::{Backoff, Events};
+use crate::slim::{self, CachedPod};
 use expectations::Expectations;
 
 /// What every reconcile shares.
 pub(crate) struct Context {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     expectations: Arc<Expectations>,
     events: Events,
     backoff: Backoff,
@@ -41,12 +42,12 @@ pub(crate) struct Context {
 /// Runs the ReplicaSet controller until `shutdown` fires. Never panics; logs and retries on errors.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let expectations = Arc::new(Expectations::default());
-    let (pods, writer) = reflector::store::<Pod>();
+    let (pods, writer) = reflector::store::<CachedPod>();
     let (relisted, relists) = mpsc::unbounded::<()>();
     let observer = Arc::clone(&expectations);
     let pod_events = reflector::reflector(
         writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        watcher(Api::<CachedPod>::all(client.clone()), watcher::Config::default()).default_backoff(),
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -58,8 +59,12 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
         }
     })
     .touched_objects();
-    let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
-    let sets = controller.store();
+    let (sets, sets_writer) = reflector::store::<ReplicaSet>();
+    let rs_watch = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(slim::managed_fields);
+    let controller =
+        Controller::for_stream(reflector::reflector(sets_writer, rs_watch).applied_objects(), sets.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         pods,
@@ -82,21 +87,22 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// The ReplicaSets a pod event concerns: its controller, or for an orphan every ReplicaSet selecting it.
-fn owners_of(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+fn owners_of(sets: &Store<ReplicaSet>, pod: &CachedPod) -> Vec<ObjectRef<ReplicaSet>> {
     let ns = pod.namespace().unwrap_or_default();
-    if let Some(owner) = controller_of(&pod.metadata) {
+    if let Some(owner) = controller_of(pod.meta()) {
         if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
         return Vec::new();
     }
-    if pod.metadata.deletion_timestamp.is_some() {
+    if pod.meta().deletion_timestamp.is_some() {
         return Vec::new();
     }
+    let labels = pod.labels();
     sets.state()
         .iter()
         .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|rs| matches(rs.spec.as_ref().map(|s| &s.selector), pod.metadata.labels.as_ref()))
+        .filter(|rs| matches(rs.spec.as_ref().map(|s| &s.selector), Some(&labels)))
         .map(|rs| ObjectRef::from_obj(rs.as_ref()))
         .collect()
 }
@@ -118,7 +124,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_active(p))
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .map(|p| Arc::new(p.to_pod()))
+        .filter(|p| is_active(p))
         .collect();
     let pods = claim_pods(&ctx, &rs, &ns, candidates).await?;
 

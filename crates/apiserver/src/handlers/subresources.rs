@@ -162,12 +162,12 @@ pub async fn binding(state: Arc<State>, target: Target, query: Query, req: Reque
     ))
 }
 
-/// `log`, `exec` and `portforward` are served by the node agent running the pod.
-pub fn node_stream(target: &Target) -> Result<Response, Failure> {
-    let sub = target.subresource.map(|s| s.name).unwrap_or_default();
-    Err(ApiError::ServiceUnavailable(format!(
-        "pods/{sub} is served by the node agent, and no node agent is connected to this server (the node agent \
-         arrives with `skiff server` without --disable-agent in a later release)"
-    ))
-    .into())
+/// `log`, `exec` and `portforward` are served by the node agent running the pod: proxied to it.
+pub async fn node_stream(
+    state: Arc<State>,
+    target: Target,
+    query: Query,
+    req: Request<Body>,
+) -> Result<Response, Failure> {
+    crate::handlers::proxy::proxy(state, target, query, req).await
 }

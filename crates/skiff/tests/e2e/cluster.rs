@@ -11,6 +11,8 @@ pub struct Cluster {
     child: Option<Child>,
     pub port: u16,
     extra: Vec<String>,
+    /// The network namespace the node runs in (with its agent), if any.
+    netns: Option<String>,
 }
 
 /// The repository root (for `examples/`).
@@ -33,10 +35,48 @@ impl Cluster {
 
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cluster =
-            Self { dir, child: None, port: free_port(), extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Self {
+            dir,
+            child: None,
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            netns: None,
+        };
         cluster.launch();
         cluster
+    }
+
+    /// A one-node cluster with its node agent, inside a fresh network namespace of its own (removed on drop,
+    /// with everything the node made: `skiff teardown` runs first).
+    pub fn start_node(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!(
+            "skn{}",
+            &dir.path().file_name().unwrap_or_default().to_string_lossy().replace(['.', '_'], "").to_lowercase()[..8]
+        );
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success())
+            && Command::new("ip")
+                .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "creating network namespace {name} (tests need root)");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.retain(|a| a != "--disable-agent");
+        let mut cluster = Self { dir, child: None, port: 16443, extra, netns: Some(name) };
+        cluster.launch();
+        cluster
+    }
+
+    /// Runs a command inside the node's network namespace (or on the host when there is none).
+    pub fn node_cmd(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, program]);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Starts another API server of the same cluster as `other` (pass the same `--datastore-endpoint` and
@@ -49,8 +89,13 @@ impl Cluster {
         for file in ["ca.crt", "ca.key"] {
             std::fs::copy(other.data_dir().join("tls").join(file), tls.join(file)).expect("copy the CA");
         }
-        let mut cluster =
-            Self { dir, child: None, port: free_port(), extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Self {
+            dir,
+            child: None,
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            netns: None,
+        };
         cluster.launch();
         cluster
     }
@@ -74,8 +119,15 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        let mut cmd = self.node_cmd(env!("CARGO_BIN_EXE_skiff"));
+        cmd.arg("server");
+        if self.netns.is_none() {
+            cmd.arg("--disable-agent");
+        } else {
+            cmd.args(["--node-name", "node-1"]);
+        }
+        let child = cmd
+            .args(["--bind-address", "127.0.0.1"])
             .args(["--https-listen-port", &self.port.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -94,7 +146,8 @@ impl Cluster {
             {
                 panic!("skiff server exited early with {status}:\n{}", self.log());
             }
-            if self.kubeconfig().exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let listening = self.netns.is_some() || TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if self.kubeconfig().exists() && listening {
                 let out = self.kubectl(&["get", "--raw", "/readyz"]);
                 if out.status.success() {
                     return;
@@ -140,7 +193,7 @@ impl Cluster {
     }
 
     pub fn kubectl_cmd(&self) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.node_cmd("kubectl");
         cmd.env("KUBECONFIG", self.kubeconfig())
             .env("HOME", self.dir.path())
             .arg("--cache-dir")
@@ -223,5 +276,12 @@ pub fn tail(s: &str, n: usize) -> String {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        if let Some(ns) = self.netns.take() {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_skiff"), "teardown", "--data-dir"])
+                .arg(self.data_dir())
+                .status();
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
     }
 }

@@ -62,8 +62,16 @@ fn the_kubernetes_service_comes_back_after_delete_all() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!c.kubectl(&["get", "svc", "sleep-2"]).status.success());
-    let ep = c.ok(&["get", "endpoints", "kubernetes"]);
-    assert!(ep.contains(&format!("127.0.0.1:{}", c.port)), "{ep}");
+    // Its Endpoints come back too (the endpoints controller removes them when the Service goes).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = c.kubectl(&["get", "endpoints", "kubernetes"]);
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("127.0.0.1:{}", c.port)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "kubernetes endpoints did not come back");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let ns = c.ok(&["get", "ns", "-o", "name"]);
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");

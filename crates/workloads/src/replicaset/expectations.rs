@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
 use kube::runtime::watcher::Event;
 
 /// Upstream's `ExpectationsTimeout`.
@@ -25,12 +25,9 @@ pub(crate) struct Expectations {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
-fn pod_key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
+fn pod_key(pod: &impl Resource) -> String {
+    let meta = pod.meta();
+    format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
 impl Expectations {
@@ -90,7 +87,7 @@ impl Expectations {
 
     /// Lowers expectations by what the pod watch shows. A fresh list (`InitDone`) makes the cache whole
     /// again, so everything pending is satisfied by it.
-    pub(crate) fn observe(&self, event: &Event<Pod>) {
+    pub(crate) fn observe<K: Resource>(&self, event: &Event<K>) {
         let mut pending = self.lock();
         if pending.is_empty() {
             return;
@@ -98,7 +95,7 @@ impl Expectations {
         match event {
             Event::Apply(pod) | Event::InitApply(pod) => {
                 let key = pod_key(pod);
-                let deleting = pod.metadata.deletion_timestamp.is_some();
+                let deleting = pod.meta().deletion_timestamp.is_some();
                 for p in pending.values_mut() {
                     p.creates.remove(&key);
                     if deleting {
@@ -122,6 +119,7 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
 
@@ -159,7 +157,7 @@ mod tests {
         e.observe(&Event::Delete(pod("a", false)));
         assert!(e.satisfied("ns/rs"));
         e.expect("ns/rs", vec!["ns/x".into()], vec![]);
-        e.observe(&Event::InitDone);
+        e.observe(&Event::<Pod>::InitDone);
         assert!(e.satisfied("ns/rs"));
         e.expect("ns/rs", vec!["ns/y".into()], vec![]);
         e.forget("ns/rs");

@@ -146,7 +146,7 @@ fn expect(ctx: &Context, key: &str, ns: &str, names: Vec<String>, created: bool)
         let cached = ctx.pods.get(&ObjectRef::new(name).within(ns));
         let seen = match &cached {
             Some(_) if created => true,
-            Some(p) => p.metadata.deletion_timestamp.is_some(),
+            Some(p) => p.meta().deletion_timestamp.is_some(),
             None => !created,
         };
         if seen {

@@ -1,0 +1,91 @@
+//! The node agent end to end, in a network namespace of the test's own: pods get IPs on the node's pod network
+//! and their containers really run (the demo images answer over HTTP), a replaced pod gets a new IP while the
+//! Service's endpoints follow it, resolv.conf and hosts are the pod's own, and teardown leaves nothing behind.
+
+use std::time::{Duration, Instant};
+
+use super::cluster::{Cluster, example};
+
+fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn curl(c: &Cluster, url: &str) -> Option<String> {
+    let out = c.node_cmd("curl").args(["-s", "-m", "3", url]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn pods_run_in_their_own_namespaces_with_ips_and_files() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&["apply", "-f", &example("ch03/numbers/api.yaml"), "-f", &example("ch03/numbers/api-service.yaml")]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=numbers-api", "--timeout=60s"]);
+    let ip = c.ok(&["get", "pod", "-l", "app=numbers-api", "-o", "jsonpath={.items[0].status.podIP}"]);
+    assert!(ip.starts_with("10.42."), "{ip}");
+    // The demo image answers from inside the pod's namespace.
+    let rng = eventually(20, "numbers-api to answer", || curl(&c, &format!("http://{ip}/rng")));
+    let n: u32 = rng.trim().trim_matches(|ch: char| !ch.is_ascii_digit()).parse().unwrap_or(1000);
+    assert!(n < 100, "{rng}");
+    // Endpoints follow the pod; a replaced pod gets a new IP.
+    eventually(20, "endpoints with the pod", || {
+        c.ok(&["get", "endpoints", "numbers-api"]).contains(&format!("{ip}:80")).then_some(())
+    });
+    c.ok(&["delete", "pod", "-l", "app=numbers-api", "--timeout=60s"]);
+    let new_ip = eventually(60, "a replacement pod", || {
+        let out = c.ok(&["get", "pod", "-l", "app=numbers-api", "-o", "jsonpath={.items[*].status.podIP}"]);
+        let ips: Vec<&str> = out.split_whitespace().collect();
+        (ips.len() == 1 && ips[0] != ip).then(|| ips[0].to_string())
+    });
+    eventually(20, "numbers-api to answer on its new IP", || curl(&c, &format!("http://{new_ip}/rng")));
+    eventually(20, "endpoints to follow", || {
+        c.ok(&["get", "endpoints", "numbers-api"]).contains(&format!("{new_ip}:80")).then_some(())
+    });
+
+    // exec runs in the pod's namespaces and returns its exit code; logs read the container's output;
+    // pod-to-pod traffic crosses the node's bridge.
+    c.ok(&["apply", "-f", &example("ch03/sleep/sleep1.yaml")]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
+    let sleeper = c.ok(&["get", "pod", "-l", "app=sleep-1", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let out = c.kubectl(&["exec", "deploy/sleep-1", "--", "sh", "-c", "hostname; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sleeper);
+    let answer = c.ok(&["exec", "deploy/sleep-1", "--", "curl", "-s", "-m", "3", &format!("http://{new_ip}/rng")]);
+    assert!(answer.chars().any(|ch| ch.is_ascii_digit()), "{answer}");
+    let logs = c.ok(&["logs", "deploy/numbers-api"]);
+    assert!(logs.contains("listening on port 80"), "{logs}");
+
+    // The pod's own /etc files, seen from a process in it (the node's shell tools through a command).
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: files\nspec:\n  restartPolicy: Never\n  hostAliases:\n  - ip: 127.0.0.2\n    hostnames: [alias.local]\n  containers:\n  - name: c\n    image: busybox-not-in-catalog\n    command: [sh, -c, 'cat /etc/resolv.conf /etc/hosts; hostname; echo SVC=$NUMBERS_API_SERVICE_HOST']\n",
+    );
+    eventually(30, "the files pod to finish", || {
+        (c.ok(&["get", "pod", "files", "-o", "jsonpath={.status.phase}"]) == "Succeeded").then_some(())
+    });
+    let pod_dir = std::fs::read_dir(c.data_dir().join("agent/pods")).unwrap();
+    let uid = c.ok(&["get", "pod", "files", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(pod_dir.flatten().any(|e| e.file_name().to_string_lossy() == uid));
+    let log = std::fs::read_to_string(c.data_dir().join(format!("agent/pods/{uid}/logs/c/0.log"))).unwrap();
+    assert!(log.contains("nameserver 10.43.0.10"), "{log}");
+    assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{log}");
+    assert!(log.contains("options ndots:5"), "{log}");
+    assert!(log.contains("127.0.0.2\talias.local"), "{log}");
+    assert!(log.contains("stdout F files"), "{log}");
+    let svc_ip = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(log.contains(&format!("SVC={svc_ip}")), "{log}");
+
+    // An image that is neither in the catalog nor given a command waits with ErrImagePull.
+    c.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n  - name: c\n    image: example.com/no/such:image\n");
+    eventually(30, "ErrImagePull", || {
+        let reason =
+            c.ok(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+        (reason == "ErrImagePull" || reason == "ImagePullBackOff").then_some(())
+    });
+}
