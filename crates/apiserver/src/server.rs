@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use skiff_store::Store;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -146,49 +144,12 @@ impl ApiServer {
     }
 }
 
+/// How long each open connection may take to finish its request once shutdown starts.
+const CONNECTION_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for all open connections together.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, shutdown: CancellationToken) {
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let builder = hyper::server::conn::http1::Builder::new();
-            let conn = builder.serve_connection(TokioIo::new(tls), service).with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
-            }
-        });
-    }
-    connections.close();
-    let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
+    let drain = skiff_https::Drain::Graceful { connection: CONNECTION_GRACE, total: SHUTDOWN_GRACE };
+    skiff_https::serve(listener, acceptor, router, shutdown, drain).await;
 }

@@ -2,72 +2,40 @@
 //! assertions are on what a user sees through the API — `spec.nodeName`, the `PodScheduled` condition and events.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use skiff_apiserver::test_util::TestServer;
-use tokio_util::sync::CancellationToken;
+use skiff_apiserver::test_util::{TestServer, eventually, patch_node_status, register_node};
 
-struct Harness {
-    _server: TestServer,
-    client: Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Harness {
+/// A test API server with the scheduler running against it.
+async fn start() -> TestServer {
     let server = TestServer::start().await;
-    let client = server.client.clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_scheduler::run(client.clone(), shutdown.clone()));
-    Harness { _server: server, client, shutdown }
-}
-
-/// Polls `check` every 20 ms for up to 10 s until it returns `Some`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.spawn(skiff_scheduler::run);
+    server
 }
 
 /// Registers a node and sets its Ready condition through the status subresource.
 async fn node(client: &Client, name: &str, ready: &str, labels: Value, spec: Value) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
     let mut labels = labels;
     labels["kubernetes.io/hostname"] = json!(name);
-    let node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec}))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    set_ready(client, name, ready).await
+    let manifest = json!({"metadata": {"name": name, "labels": labels}, "spec": spec});
+    register_node(client, manifest, ready_status(ready)).await?;
+    Ok(())
 }
 
 async fn set_ready(client: &Client, name: &str, ready: &str) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady"}],
-        "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await?;
+    patch_node_status(client, name, ready_status(ready)).await?;
     Ok(())
+}
+
+fn ready_status(ready: &str) -> Value {
+    json!({"conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady"}],
+        "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]})
 }
 
 async fn pod(client: &Client, name: &str, spec: Value) -> Result<()> {
@@ -130,13 +98,14 @@ async fn spreads_pods_to_the_least_loaded_node_and_reports_success() -> Result<(
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let web1 = eventually("PodScheduled=True", || async {
         let p = pods.get("web-1").await?;
-        Ok(scheduled_condition(&p).filter(|c| c.0 == "True").map(|_| p))
+        Ok::<_, anyhow::Error>(scheduled_condition(&p).filter(|c| c.0 == "True").map(|_| p))
     })
     .await?;
     assert_eq!(web1.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
-    let scheduled =
-        eventually("a Scheduled event", || async { Ok(events(c, "web-1", "Scheduled").await?.into_iter().next()) })
-            .await?;
+    let scheduled = eventually("a Scheduled event", || async {
+        Ok::<_, anyhow::Error>(events(c, "web-1", "Scheduled").await?.into_iter().next())
+    })
+    .await?;
     assert_eq!(scheduled, ("Normal".to_string(), "Successfully assigned default/web-1 to node-b".to_string()));
     let ev: Api<Event> = Api::namespaced(c.clone(), "default");
     let list = ev.list(&ListParams::default()).await?;
@@ -201,12 +170,14 @@ async fn stays_pending_when_nothing_fits_then_schedules_when_a_node_becomes_read
     let expected = "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
                     1 node(s) were unschedulable.";
     let condition = eventually("PodScheduled=False", || async {
-        Ok(scheduled_condition(&pods.get("web-x").await?).filter(|c| c.0 == "False"))
+        Ok::<_, anyhow::Error>(scheduled_condition(&pods.get("web-x").await?).filter(|c| c.0 == "False"))
     })
     .await?;
     assert_eq!(condition, ("False".into(), Some("Unschedulable".into()), Some(expected.into())));
-    let failed =
-        eventually("FailedScheduling", || async { Ok(events(c, "web-x", "FailedScheduling").await?.pop()) }).await?;
+    let failed = eventually("FailedScheduling", || async {
+        Ok::<_, anyhow::Error>(events(c, "web-x", "FailedScheduling").await?.pop())
+    })
+    .await?;
     assert_eq!(failed, ("Warning".to_string(), expected.to_string()));
     let p = pods.get("web-x").await?;
     assert_eq!(p.spec.and_then(|s| s.node_name), None);
@@ -218,7 +189,7 @@ async fn stays_pending_when_nothing_fits_then_schedules_when_a_node_becomes_read
                     1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable.";
     eventually("the message to follow the nodes", || async {
         let c = scheduled_condition(&pods.get("web-x").await?);
-        Ok(c.filter(|c| c.2.as_deref() == Some(expected)).map(|_| ()))
+        Ok::<_, anyhow::Error>(c.filter(|c| c.2.as_deref() == Some(expected)).map(|_| ()))
     })
     .await?;
     assert_eq!(node_of(c, "web-x").await?, None);
@@ -229,10 +200,14 @@ async fn stays_pending_when_nothing_fits_then_schedules_when_a_node_becomes_read
     assert_eq!(bound(c, "web-x").await?, "n3");
     assert!(started.elapsed() < Duration::from_secs(5));
     eventually("PodScheduled=True", || async {
-        Ok(scheduled_condition(&pods.get("web-x").await?).filter(|c| c.0 == "True" && c.1.is_none()))
+        Ok::<_, anyhow::Error>(
+            scheduled_condition(&pods.get("web-x").await?).filter(|c| c.0 == "True" && c.1.is_none()),
+        )
     })
     .await?;
-    let scheduled = eventually("Scheduled", || async { Ok(events(c, "web-x", "Scheduled").await?.pop()) }).await?;
+    let scheduled =
+        eventually("Scheduled", || async { Ok::<_, anyhow::Error>(events(c, "web-x", "Scheduled").await?.pop()) })
+            .await?;
     assert_eq!(scheduled.1, "Successfully assigned default/web-x to n3");
     Ok(())
 }
@@ -245,7 +220,7 @@ async fn no_nodes_at_all_and_other_schedulers_pods() -> Result<()> {
     pod(c, "custom", json!({"schedulerName": "my-scheduler"})).await?;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let condition = eventually("PodScheduled=False", || async {
-        Ok(scheduled_condition(&pods.get("lonely").await?).filter(|c| c.0 == "False"))
+        Ok::<_, anyhow::Error>(scheduled_condition(&pods.get("lonely").await?).filter(|c| c.0 == "False"))
     })
     .await?;
     assert_eq!(condition.2.as_deref(), Some("no nodes available to schedule pods"));

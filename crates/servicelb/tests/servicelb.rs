@@ -1,7 +1,6 @@
 //! ServiceLB against an in-process API server: Nodes (with addresses and Ready conditions) and EndpointSlices are
 //! written by hand, and the assertions are on `status.loadBalancer.ingress` and events, as a user sees them.
 
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,60 +10,23 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use skiff_apiserver::test_util::TestServer;
-use tokio_util::sync::CancellationToken;
+use skiff_apiserver::test_util::{TestServer, eventually, patch_node_status, register_node};
 
-struct Harness {
-    _server: TestServer,
-    client: Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Harness {
+/// A test API server with the ServiceLB controller running against it.
+async fn start() -> TestServer {
     let server = TestServer::start().await;
-    let client = server.client.clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_servicelb::run(client.clone(), shutdown.clone()));
-    Harness { _server: server, client, shutdown }
-}
-
-/// Polls `check` every 20 ms for up to 10 s until it returns `Some`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.spawn(skiff_servicelb::run);
+    server
 }
 
 async fn node(client: &Client, name: &str, ready: &str, addresses: Value) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": ready}], "addresses": addresses}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await?;
+    let status = json!({"conditions": [{"type": "Ready", "status": ready}], "addresses": addresses});
+    register_node(client, json!({"metadata": {"name": name}}), status).await?;
     Ok(())
 }
 
 async fn set_ready(client: &Client, name: &str, ready: &str) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": ready}]}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await?;
+    patch_node_status(client, name, json!({"conditions": [{"type": "Ready", "status": ready}]})).await?;
     Ok(())
 }
 
@@ -131,7 +93,7 @@ async fn ingress_lists_ready_nodes_and_follows_them() -> Result<()> {
     service(c, "web", json!({"type": "LoadBalancer"})).await?;
     ingress_becomes(c, "web", &["10.0.0.1", "10.0.0.2", "203.0.113.5"]).await?;
     let notes = eventually("UpdatedLoadBalancer", || async {
-        Ok(Some(event_notes(c, "web", "UpdatedLoadBalancer").await?).filter(|n| !n.is_empty()))
+        Ok::<_, anyhow::Error>(Some(event_notes(c, "web", "UpdatedLoadBalancer").await?).filter(|n| !n.is_empty()))
     })
     .await?;
     assert_eq!(notes, ["Updated LoadBalancer with new IPs: [] -> [10.0.0.1 10.0.0.2 203.0.113.5]"]);
@@ -146,7 +108,7 @@ async fn ingress_lists_ready_nodes_and_follows_them() -> Result<()> {
     set_ready(c, "n3", "Unknown").await?;
     ingress_becomes(c, "web", &[]).await?;
     let warning = eventually("UnAvailableLoadBalancer", || async {
-        Ok(event_notes(c, "web", "UnAvailableLoadBalancer").await?.pop())
+        Ok::<_, anyhow::Error>(event_notes(c, "web", "UnAvailableLoadBalancer").await?.pop())
     })
     .await?;
     assert_eq!(warning, "There are no available nodes for LoadBalancer");

@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -12,56 +11,41 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use skiff_apiserver::test_util::TestServer;
-use tokio_util::sync::CancellationToken;
+use skiff_apiserver::test_util::{self, TestServer};
 
-pub struct Cluster {
-    pub server: TestServer,
-    pub client: Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+/// A test API server; the controllers spawned against it stop when it is dropped.
+pub type Cluster = TestServer;
 
 /// A test API server with the garbage collector and the namespace controller running against it.
 pub async fn start() -> Cluster {
     let server = TestServer::start().await;
-    let client = server.client.clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_gc::run(client.clone(), shutdown.clone()));
-    Cluster { server, client, shutdown }
+    server.spawn(skiff_gc::run);
+    server
 }
 
 /// A test API server without controllers (to start them later).
 pub async fn start_idle() -> (Cluster, impl FnOnce()) {
     let server = TestServer::start().await;
-    let client = server.client.clone();
-    let shutdown = CancellationToken::new();
-    let (c, s) = (client.clone(), shutdown.clone());
+    let (c, s) = (server.client.clone(), server.controllers());
     let go = move || {
         tokio::spawn(skiff_gc::run(c, s));
     };
-    (Cluster { server, client, shutdown }, go)
+    (server, go)
 }
 
-/// Polls `check` every 20 ms for up to 10 s.
+/// Polls `check` every 20 ms for up to 10 s; panics when it never holds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let holds = test_util::eventually(what, || {
+        let check = check();
+        async move { Ok::<_, test_util::TimedOut>(check.await.then_some(())) }
+    });
+    if let Err(e) = holds.await {
+        panic!("{e}");
     }
-    panic!("timed out waiting for: {what}");
 }
 
 pub fn owner<K: Resource<DynamicType = ()>>(obj: &K, controller: bool) -> OwnerReference {

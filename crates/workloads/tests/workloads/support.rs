@@ -2,51 +2,40 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::future::Future;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use skiff_apiserver::test_util::TestServer;
-use tokio_util::sync::CancellationToken;
+use skiff_apiserver::test_util::{self, TestServer};
 
-pub struct Cluster {
-    pub server: TestServer,
-    pub client: Client,
-    shutdown: CancellationToken,
-}
+/// A test API server; the controllers spawned against it stop when it is dropped.
+pub type Cluster = TestServer;
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// A test API server with the ReplicaSet and Deployment controllers running against it.
 pub async fn start() -> Cluster {
     let server = TestServer::start().await;
-    let client = server.client.clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_workloads::replicaset::run(client.clone(), shutdown.clone()));
-    tokio::spawn(skiff_workloads::deployment::run(client.clone(), shutdown.clone()));
-    Cluster { server, client, shutdown }
+    server.spawn(skiff_workloads::replicaset::run);
+    server.spawn(skiff_workloads::deployment::run);
+    server
 }
 
-/// Polls `f` every 20 ms for up to 10 s until it returns `Some`.
+/// Polls `f` every 20 ms for up to 10 s until it returns `Some`; panics when it never does.
 pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    for _ in 0..500 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let found = test_util::eventually(what, || {
+        let f = f();
+        async move { Ok::<_, test_util::TimedOut>(f.await) }
+    });
+    match found.await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
     }
-    panic!("timed out waiting for {what}");
 }
 
 pub fn pods(c: &Cluster) -> Api<Pod> {
