@@ -1,7 +1,7 @@
 //! The Skiff node agent: the kubelet's job for this machine. It registers the Node and keeps it Ready
 //! ([`node`]), waits for the pod CIDR node IPAM assigns, wires pods into the node's pod network through the CNI
 //! reference plugins (`skiff-cni`), runs their containers as supervised processes in the pods' namespaces
-//! (`skiff-runtime`, images from `skiff-images`), and reports pod status ([`pods`]). [`pod_files`] and
+//! (`skiff-runtime`, images from `skiff-images`), probes them ([`probes`]), and reports pod status ([`pods`]). [`pod_files`] and
 //! [`environment`] build what a container sees: its resolv.conf, hosts and hostname, and its environment.
 //!
 //! Data flow: pods bound to this node (a watch with `spec.nodeName`) → per pod: sandbox (netns + CNI ADD) →
@@ -22,6 +22,7 @@ pub mod environment;
 pub mod node;
 pub mod pod_files;
 pub mod pods;
+pub mod probes;
 pub mod streams;
 
 /// The pod network's CNI name and the node's bridge.
@@ -95,17 +96,17 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     cni.verify_plugins().await?;
     let resolver = pod_files::Resolver::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
     let catalog = skiff_images::Catalog::load(config.dir.join("images.yaml"))?.with_exe(config.shim_exe.clone());
-    let rt = Arc::new(pods::PodRuntime {
+    let rt = Arc::new(pods::PodRuntime::new(
         client,
-        node_name: config.node_name.clone(),
-        node_ip: config.node_ip.to_string(),
-        dir: config.dir.clone(),
+        config.node_name.clone(),
+        config.node_ip.to_string(),
+        config.dir.clone(),
         cni,
         catalog,
-        shim_exe: config.shim_exe.clone(),
-        dns: pod_files::ClusterDns { server: config.cluster_dns.clone(), domain: config.cluster_domain.clone() },
-        node_resolver: resolver,
-    });
+        config.shim_exe.clone(),
+        pod_files::ClusterDns { server: config.cluster_dns.clone(), domain: config.cluster_domain.clone() },
+        resolver,
+    ));
     let result = pods::run(rt, shutdown.clone()).await;
     let _ = heartbeat.await;
     streams.shutdown().await;

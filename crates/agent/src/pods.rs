@@ -1,33 +1,45 @@
 //! The pod sync loop: every pod bound to this node gets a sandbox (a network namespace wired by CNI, and its
 //! resolv.conf / hosts / hostname files) and its containers run as supervised processes (`skiff-runtime`);
-//! exited containers restart by `restartPolicy` with upstream's backoff; the pod's status (phase, IP,
-//! conditions, containerStatuses) is reported whenever it changes; a deleted pod's containers are stopped with its
-//! grace period, its IP released (CNI DEL) and its namespace removed before the pod object is finally removed.
+//! probes ([`crate::probes`]) decide whether a running container is started and ready; exited containers restart
+//! by `restartPolicy` with upstream's backoff; the pod's status (phase, IP, conditions, containerStatuses) is
+//! reported whenever it changes ([`status`]); a deleted pod's containers are stopped with its grace period, its
+//! IP released (CNI DEL) and its namespace removed before the pod object is finally removed.
 //!
-//! State lives in `<agent dir>/pods/<uid>/` so that an agent restart re-adopts running pods: containers keep
-//! running under their supervisors, and the sandbox's IP comes back from the CNI result cache.
+//! Pods sync concurrently, and a pod's graceful termination runs in a task of its own, so one slow pod never holds
+//! up the others. State lives in `<agent dir>/pods/<uid>/` so that an agent restart re-adopts running pods:
+//! containers keep running under their supervisors, and the sandbox's IP comes back from the CNI result cache.
 
-use std::collections::{BTreeMap, HashMap};
+mod containers;
+mod status;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use kube::Resource;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
-use skiff_runtime::{ContainerSpec, Mount, State};
+use skiff_runtime::State;
 use tokio_util::sync::CancellationToken;
 
-use crate::environment::{self, Sources};
 use crate::pod_files::{self, ClusterDns, Resolver};
+use crate::probes::{self, Probes};
+use containers::{StartError, start_container};
+use status::{report_status, state_json};
 
 /// How often every pod is looked at even without an event (to notice exited containers).
 const RESYNC: Duration = Duration::from_secs(1);
-/// Upstream's crash-loop backoff: 10 s doubling to 5 minutes.
+/// Upstream's crash-loop backoff: the first restart is immediate, then 10 s doubling to 5 minutes; a container
+/// that ran for twice the maximum starts over.
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Pods synced at once.
+const SYNC_CONCURRENCY: usize = 8;
 const MANAGER: &str = "skiff-agent";
 
 /// Everything the pod loop needs.
@@ -43,6 +55,84 @@ pub struct PodRuntime {
     pub shim_exe: PathBuf,
     pub dns: ClusterDns,
     pub node_resolver: Resolver,
+    /// The kubelet's events (Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed).
+    pub recorder: Recorder,
+    /// Wakes the loop: pod events and probe results.
+    pub changed: Arc<tokio::sync::Notify>,
+    pub probes: Probes,
+    /// Restart backoff per `<uid>/<container>`.
+    restarts: Mutex<HashMap<String, Backoff>>,
+    /// Pods whose termination is under way.
+    terminating: Mutex<HashSet<String>>,
+}
+
+impl PodRuntime {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: kube::Client,
+        node_name: String,
+        node_ip: String,
+        dir: PathBuf,
+        cni: skiff_cni::Cni,
+        catalog: skiff_images::Catalog,
+        shim_exe: PathBuf,
+        dns: ClusterDns,
+        node_resolver: Resolver,
+    ) -> PodRuntime {
+        let reporter =
+            kube::runtime::events::Reporter { controller: "kubelet".into(), instance: Some(node_name.clone()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let changed = Arc::new(tokio::sync::Notify::new());
+        PodRuntime {
+            probes: Probes::new(recorder.clone(), changed.clone()),
+            recorder,
+            changed,
+            client,
+            node_name,
+            node_ip,
+            dir,
+            cni,
+            catalog,
+            shim_exe,
+            dns,
+            node_resolver,
+            restarts: Mutex::new(HashMap::new()),
+            terminating: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.dir.join("pods").join(uid)
+    }
+
+    /// Marks a pod's termination as under way; false when it already is.
+    fn begin_termination(&self, uid: &str) -> bool {
+        self.terminating.lock().unwrap_or_else(PoisonError::into_inner).insert(uid.to_string())
+    }
+
+    fn end_termination(&self, uid: &str) {
+        self.terminating.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+        self.restarts.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, _| !k.starts_with(uid));
+        self.probes.forget_pod(uid);
+    }
+
+    /// Publishes an event about one of `pod`'s containers without holding up the caller.
+    fn event(&self, pod: &Pod, container: &str, type_: EventType, reason: &str, note: String) {
+        let recorder = self.recorder.clone();
+        let regarding = container_ref(pod, container);
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &regarding).await {
+                tracing::debug!(error = %e, "publishing a pod event failed");
+            }
+        });
+    }
+}
+
+/// A reference to one container of `pod`, as the kubelet's events carry it (`fieldPath: spec.containers{name}`),
+/// so that events about different containers stay apart.
+fn container_ref(pod: &Pod, container: &str) -> ObjectReference {
+    ObjectReference { field_path: Some(format!("spec.containers{{{container}}}")), ..pod.object_ref(&()) }
 }
 
 fn uid(pod: &Pod) -> String {
@@ -53,10 +143,8 @@ fn netns_name(uid: &str) -> String {
     format!("skp-{}", uid.replace('-', "").chars().take(12).collect::<String>())
 }
 
-impl PodRuntime {
-    fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.dir.join("pods").join(uid)
-    }
+fn grace_period(pod: &Pod) -> Duration {
+    Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64)
 }
 
 /// Runs until `shutdown` fires.
@@ -64,8 +152,7 @@ pub async fn run(rt: Arc<PodRuntime>, shutdown: CancellationToken) -> anyhow::Re
     let pods: Api<Pod> = Api::all(rt.client.clone());
     let (store, writer) = reflector::store();
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", rt.node_name));
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let notify = changed.clone();
+    let notify = rt.changed.clone();
     let feeder =
         tokio::spawn(watcher(pods, cfg).default_backoff().reflect(writer).applied_objects().for_each(move |_| {
             notify.notify_one();
@@ -75,61 +162,112 @@ pub async fn run(rt: Arc<PodRuntime>, shutdown: CancellationToken) -> anyhow::Re
         _ = shutdown.cancelled() => { feeder.abort(); return Ok(()) }
         ready = store.wait_until_ready() => ready?,
     }
-    let mut restarts: HashMap<String, Backoff> = HashMap::new();
     loop {
         let current: Vec<Arc<Pod>> = store.state();
-        let live: Vec<String> = current.iter().map(|p| uid(p)).collect();
-        for pod in &current {
-            if let Err(e) = sync_pod(&rt, pod, &mut restarts).await {
-                tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), error = %e, "pod sync failed");
-            }
-        }
+        let live: HashSet<String> = current.iter().map(|p| uid(p)).collect();
+        futures::stream::iter(current)
+            .for_each_concurrent(SYNC_CONCURRENCY, |pod| {
+                let rt = rt.clone();
+                async move {
+                    if let Err(e) = sync_pod(&rt, &pod).await {
+                        let name = pod.metadata.name.as_deref().unwrap_or_default();
+                        tracing::warn!(pod = name, error = %e, "pod sync failed");
+                    }
+                }
+            })
+            .await;
         // Pods that vanished from the API (force-deleted): tear their sandboxes down.
         if let Ok(entries) = std::fs::read_dir(rt.dir.join("pods")) {
             for entry in entries.flatten() {
                 let gone = entry.file_name().to_string_lossy().to_string();
-                if !live.contains(&gone) {
-                    teardown_pod(&rt.dir, &rt.cni, &gone, Duration::from_secs(2)).await;
-                    restarts.retain(|k, _| !k.starts_with(&gone));
+                if !live.contains(&gone) && rt.begin_termination(&gone) {
+                    let rt = rt.clone();
+                    tokio::spawn(async move {
+                        teardown_pod(&rt.dir, &rt.cni, &gone, Duration::from_secs(2)).await;
+                        rt.end_termination(&gone);
+                    });
                 }
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => { feeder.abort(); return Ok(()) }
-            _ = changed.notified() => {}
+            _ = rt.changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
         }
     }
 }
 
-/// Restart bookkeeping of one container.
+/// Restart bookkeeping of one container, as upstream's: the delay to wait after the next exit, counted from the
+/// exit that set it.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
     delay: Duration,
-    not_before: tokio::time::Instant,
+    since: chrono::DateTime<chrono::Utc>,
 }
 
-async fn sync_pod(rt: &PodRuntime, pod: &Pod, restarts: &mut HashMap<String, Backoff>) -> anyhow::Result<()> {
+/// What the restart policy says of an exited container now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    Now,
+    /// Still backing off, for this long (the current delay).
+    Wait(Duration),
+}
+
+impl PodRuntime {
+    fn restart_decision(&self, key: &str, finished_at: chrono::DateTime<chrono::Utc>) -> Restart {
+        let mut restarts = self.restarts.lock().unwrap_or_else(PoisonError::into_inner);
+        decide(&mut restarts, key, finished_at, chrono::Utc::now())
+    }
+}
+
+fn decide(
+    restarts: &mut HashMap<String, Backoff>,
+    key: &str,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Restart {
+    let fresh = Backoff { delay: BACKOFF_START, since: finished_at };
+    let Some(backoff) = restarts.get_mut(key) else {
+        restarts.insert(key.to_string(), fresh);
+        return Restart::Now;
+    };
+    if backoff.since == finished_at {
+        // This exit already restarted the container once (a start that failed): keep its slot.
+        return Restart::Now;
+    }
+    let expired = (finished_at - backoff.since).to_std().is_ok_and(|d| d > BACKOFF_MAX * 2);
+    if expired {
+        *backoff = fresh;
+        return Restart::Now;
+    }
+    let until = finished_at + chrono::Duration::from_std(backoff.delay).unwrap_or_default();
+    if now < until {
+        return Restart::Wait(backoff.delay);
+    }
+    backoff.delay = (backoff.delay * 2).min(BACKOFF_MAX);
+    backoff.since = finished_at;
+    Restart::Now
+}
+
+async fn sync_pod(rt: &Arc<PodRuntime>, pod: &Pod) -> anyhow::Result<()> {
     let uid = uid(pod);
     let dir = rt.pod_dir(&uid);
     if pod.metadata.deletion_timestamp.is_some() {
-        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
-        teardown_pod(&rt.dir, &rt.cni, &uid, Duration::from_secs(grace)).await;
-        let pods: Api<Pod> = Api::namespaced(rt.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
-            ..Default::default()
-        };
-        match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e.into()),
+        if rt.begin_termination(&uid) {
+            let rt = rt.clone();
+            let pod = pod.clone();
+            tokio::spawn(async move {
+                if let Err(e) = terminate(&rt, &pod).await {
+                    tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), error = %e, "pod termination failed");
+                }
+                rt.end_termination(&uid);
+            });
         }
         return Ok(());
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     if matches!(phase.as_str(), "Succeeded" | "Failed") {
+        rt.probes.forget_pod(&uid);
         return Ok(());
     }
     let ip = ensure_sandbox(rt, pod, &dir).await?;
@@ -137,10 +275,31 @@ async fn sync_pod(rt: &PodRuntime, pod: &Pod, restarts: &mut HashMap<String, Bac
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
     let mut statuses = Vec::new();
     for container in &spec.containers {
-        let status = sync_container(rt, pod, container, &dir, &ip, &policy, restarts).await;
-        statuses.push(status);
+        statuses.push(sync_container(rt, pod, container, &dir, &ip, &policy).await);
     }
     report_status(rt, pod, &ip, &policy, statuses).await
+}
+
+/// A deleted pod: stop its containers within its grace period, release its sandbox, remove the object.
+async fn terminate(rt: &PodRuntime, pod: &Pod) -> anyhow::Result<()> {
+    let uid = uid(pod);
+    rt.probes.forget_pod(&uid);
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+    for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        rt.event(pod, &container.name, EventType::Normal, "Killing", format!("Stopping container {}", container.name));
+    }
+    teardown_pod(&rt.dir, &rt.cni, &uid, Duration::from_secs(grace)).await;
+    let pods: Api<Pod> = Api::namespaced(rt.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+        ..Default::default()
+    };
+    match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates (or re-adopts) the pod's network namespace and files; returns its IP.
@@ -182,8 +341,8 @@ fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The attempts of a container so far: `<pod dir>/containers/<name>/<n>/`.
-fn attempts(dir: &Path, name: &str) -> Vec<(u32, PathBuf)> {
+/// The attempts of a container so far, oldest first: `<pod dir>/containers/<name>/<n>/`.
+pub(crate) fn attempts(dir: &Path, name: &str) -> Vec<(u32, PathBuf)> {
     let base = dir.join("containers").join(name);
     let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(&base)
         .into_iter()
@@ -195,23 +354,45 @@ fn attempts(dir: &Path, name: &str) -> Vec<(u32, PathBuf)> {
     out
 }
 
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// One `containerStatuses` entry.
+fn container_status(
+    pod: &Pod,
+    container: &Container,
+    state: Value,
+    health: probes::Health,
+    count: u32,
+    last: Value,
+) -> Value {
+    json!({
+        "name": container.name,
+        "image": container.image.clone().unwrap_or_default(),
+        "imageID": "",
+        "containerID": format!("skiff://{}-{}", uid(pod), container.name),
+        "state": state,
+        "ready": health.ready,
+        "started": health.started,
+        "restartCount": count,
+        "lastState": last,
+    })
 }
 
-fn state_json(state: &State) -> Value {
-    match state {
-        State::Running { started_at, .. } => json!({"running": {"startedAt": rfc3339(*started_at)}}),
-        State::Exited { code, started_at, finished_at, signal, .. } => json!({"terminated": {
-            "exitCode": code,
-            "signal": signal,
-            "reason": if *code == 0 { "Completed" } else { "Error" },
-            "startedAt": rfc3339(*started_at),
-            "finishedAt": rfc3339(*finished_at),
-        }}),
-        State::Unknown => json!({"waiting": {"reason": "ContainerCreating"}}),
-    }
+/// The reason the API has for a waiting container, if any.
+fn waiting_reason(pod: &Pod, container: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|s| s.name == container)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
 }
+
+const NOT_STARTED: probes::Health = probes::Health { started: false, ready: false };
 
 /// Starts, restarts or leaves one container; returns its `containerStatuses` entry.
 async fn sync_container(
@@ -221,12 +402,11 @@ async fn sync_container(
     dir: &Path,
     ip: &str,
     policy: &str,
-    restarts: &mut HashMap<String, Backoff>,
 ) -> Value {
     let name = &container.name;
-    let image = container.image.clone().unwrap_or_default();
+    let key = format!("{}/{name}", uid(pod));
     let tries = attempts(dir, name);
-    let latest = tries.last().map(|(n, p)| (*n, skiff_runtime::inspect(p).unwrap_or(State::Unknown)));
+    let latest = tries.last().map(|(n, p)| (*n, p.clone(), skiff_runtime::inspect(p).unwrap_or(State::Unknown)));
     let last_state = tries
         .len()
         .checked_sub(2)
@@ -234,188 +414,94 @@ async fn sync_container(
         .map(|s| state_json(&s))
         .unwrap_or_else(|| json!({}));
     let restart_count = tries.len().saturating_sub(1) as u32;
-    let base =
-        json!({"name": name, "image": image, "imageID": "", "containerID": format!("skiff://{}-{name}", uid(pod))});
-    let with = |state: Value, ready: bool, count: u32, last: Value| {
-        let mut s = base.clone();
-        s["state"] = state;
-        s["ready"] = json!(ready);
-        s["started"] = json!(ready);
-        s["restartCount"] = json!(count);
-        s["lastState"] = last;
-        s
-    };
-    let key = format!("{}/{name}", uid(pod));
-    let start_next = match &latest {
-        None => true,
-        Some((_, State::Running { .. })) => {
-            return with(
-                state_json(&latest.as_ref().map(|l| l.1.clone()).unwrap_or(State::Unknown)),
-                true,
-                restart_count,
-                last_state,
-            );
+    let status = |state: Value, health, count, last| container_status(pod, container, state, health, count, last);
+    match &latest {
+        None => {}
+        Some((attempt, state_dir, state @ State::Running { started_at, .. })) => {
+            let health = rt.probes.observe(probes::Instance {
+                key,
+                attempt: *attempt,
+                target: probes::check::Target {
+                    pod_ip: ip.to_string(),
+                    container: container.clone(),
+                    state_dir: state_dir.clone(),
+                },
+                started_at: *started_at,
+                pod: container_ref(pod, name),
+                grace: grace_period(pod),
+            });
+            return status(state_json(state), health, restart_count, last_state);
         }
-        Some((_, State::Exited { code, .. })) => {
+        Some((_, _, state @ State::Exited { code, finished_at, .. })) => {
+            rt.probes.forget(&key);
             let wants = policy == "Always" || (policy == "OnFailure" && *code != 0);
             if !wants {
-                let state = latest.as_ref().map(|l| state_json(&l.1)).unwrap_or_default();
-                return with(state, false, restart_count, last_state);
+                return status(state_json(state), NOT_STARTED, restart_count, last_state);
             }
-            let now = tokio::time::Instant::now();
-            let backoff = restarts
-                .entry(key.clone())
-                .or_insert(Backoff { delay: BACKOFF_START, not_before: now + BACKOFF_START });
-            if now < backoff.not_before {
-                let state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
-                    "back-off {}s restarting failed container={name} pod={}", backoff.delay.as_secs(),
-                    pod.metadata.name.as_deref().unwrap_or_default())}});
-                let last = latest.as_ref().map(|l| state_json(&l.1)).unwrap_or_default();
-                return with(state, false, restart_count, last);
+            if let Restart::Wait(delay) = rt.restart_decision(&key, *finished_at) {
+                let waiting = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                    "back-off {}s restarting failed container={name} pod={}_{}({})", delay.as_secs(),
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(), uid(pod))}});
+                return status(waiting, NOT_STARTED, restart_count, state_json(state));
             }
-            backoff.delay = (backoff.delay * 2).min(BACKOFF_MAX);
-            backoff.not_before = now + backoff.delay;
-            true
         }
-        Some((_, State::Unknown)) => false,
-    };
-    if !start_next {
-        return with(json!({"waiting": {"reason": "ContainerCreating"}}), false, restart_count, last_state);
+        Some((_, _, State::Unknown)) => {
+            return status(json!({"waiting": {"reason": "ContainerCreating"}}), NOT_STARTED, restart_count, last_state);
+        }
     }
-    let attempt = latest.map_or(0, |(n, _)| n + 1);
+    let attempt = latest.as_ref().map_or(0, |(n, _, _)| n + 1);
+    let last_state = latest.as_ref().map_or(last_state, |(_, _, s)| state_json(s));
     match start_container(rt, pod, container, dir, ip, attempt).await {
-        Ok(()) => with(json!({"waiting": {"reason": "ContainerCreating"}}), false, attempt, last_state),
+        Ok(()) => {
+            let image = container.image.clone().unwrap_or_default();
+            rt.event(
+                pod,
+                name,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
+            rt.event(pod, name, EventType::Normal, "Created", format!("Created container: {name}"));
+            rt.event(pod, name, EventType::Normal, "Started", format!("Started container {name}"));
+            // Report the running instance at once rather than on the next pass.
+            let started = attempts(dir, name).pop();
+            if let Some((n, state_dir)) = started
+                && n == attempt
+                && let Ok(State::Running { started_at, .. }) = skiff_runtime::inspect(&state_dir)
+            {
+                let state = State::Running { pid: 0, started_at };
+                let health = rt.probes.observe(probes::Instance {
+                    key,
+                    attempt,
+                    target: probes::check::Target { pod_ip: ip.to_string(), container: container.clone(), state_dir },
+                    started_at,
+                    pod: container_ref(pod, name),
+                    grace: grace_period(pod),
+                });
+                return status(state_json(&state), health, attempt, last_state);
+            }
+            status(json!({"waiting": {"reason": "ContainerCreating"}}), NOT_STARTED, attempt, last_state)
+        }
         Err(StartError::Image(e)) => {
             let reason = if tries.is_empty() { e.reason() } else { "ImagePullBackOff" };
-            with(json!({"waiting": {"reason": reason, "message": e.to_string()}}), false, restart_count, last_state)
+            if tries.is_empty() && waiting_reason(pod, name).as_deref() != Some(reason) {
+                rt.event(pod, name, EventType::Warning, "Failed", format!("Error: {reason}: {e}"));
+            }
+            status(
+                json!({"waiting": {"reason": reason, "message": e.to_string()}}),
+                NOT_STARTED,
+                restart_count,
+                last_state,
+            )
         }
-        Err(StartError::Other(message)) => with(
+        Err(StartError::Other(message)) => status(
             json!({"waiting": {"reason": "CreateContainerError", "message": message}}),
-            false,
+            NOT_STARTED,
             restart_count,
             last_state,
         ),
     }
-}
-
-enum StartError {
-    Image(skiff_images::ResolveError),
-    Other(String),
-}
-
-async fn start_container(
-    rt: &PodRuntime,
-    pod: &Pod,
-    container: &Container,
-    dir: &Path,
-    ip: &str,
-    attempt: u32,
-) -> Result<(), StartError> {
-    let other = |e: &dyn std::fmt::Display| StartError::Other(e.to_string());
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let (links, sources_cms, sources_secrets) = gather(rt, &ns).await.map_err(|e| other(&e))?;
-    let sources = Sources {
-        config_maps: sources_cms.iter().map(|c| (c.metadata.name.clone().unwrap_or_default(), c)).collect(),
-        secrets: sources_secrets.iter().map(|s| (s.metadata.name.clone().unwrap_or_default(), s)).collect(),
-        pod_ip: ip.to_string(),
-        host_ip: rt.node_ip.clone(),
-    };
-    let links = environment::service_links(pod, &links);
-    let env = environment::container_env(pod, container, &links, &sources).map_err(|e| other(&e))?;
-    let vars: std::collections::HashMap<String, String> = env.iter().cloned().collect();
-    let (command, args) = skiff_images::expand_command_args(
-        &container.command.clone().unwrap_or_default(),
-        &container.args.clone().unwrap_or_default(),
-        &vars,
-    );
-    let image = container.image.clone().unwrap_or_default();
-    let resolved = rt.catalog.resolve(&image, &command, &args).map_err(StartError::Image)?;
-    let mut full_env = resolved.env.clone();
-    full_env.retain(|(k, _)| !vars.contains_key(k));
-    full_env.extend(env);
-    let etc = dir.join("etc");
-    let mut mounts = vec![
-        Mount { source: etc.join("resolv.conf"), target: "/etc/resolv.conf".into(), read_only: false },
-        Mount { source: etc.join("hosts"), target: "/etc/hosts".into(), read_only: false },
-        Mount { source: etc.join("hostname"), target: "/etc/hostname".into(), read_only: false },
-    ];
-    mounts.extend(volume_mounts(pod, container, dir, &sources).map_err(|e| other(&e))?);
-    let state_dir = dir.join("containers").join(&container.name).join(attempt.to_string());
-    let spec = ContainerSpec {
-        id: format!("{}-{}-{attempt}", uid(pod), container.name),
-        argv: resolved.argv,
-        env: full_env,
-        working_dir: container.working_dir.clone().or(resolved.working_dir).map(PathBuf::from),
-        netns: Some(PathBuf::from("/run/netns").join(netns_name(&uid(pod)))),
-        hostname: pod_files::hostname(pod),
-        mounts,
-        log_path: skiff_runtime::container_log_path(&dir.join("logs"), &container.name, attempt),
-        state_dir,
-        stdin: false,
-        tty: false,
-    };
-    skiff_runtime::start(&spec, &rt.shim_exe).await.map(|_| ()).map_err(|e| other(&e))
-}
-
-/// The Services, ConfigMaps and Secrets a container's environment may read.
-async fn gather(rt: &PodRuntime, ns: &str) -> Result<(Vec<Service>, Vec<ConfigMap>, Vec<Secret>), kube::Error> {
-    let lp = ListParams::default();
-    let mut services = Api::<Service>::namespaced(rt.client.clone(), ns).list(&lp).await?.items;
-    if ns != "default" {
-        services.extend(Api::<Service>::namespaced(rt.client.clone(), "default").list(&lp).await?.items);
-    }
-    let cms = Api::<ConfigMap>::namespaced(rt.client.clone(), ns).list(&lp).await?.items;
-    let secrets = Api::<Secret>::namespaced(rt.client.clone(), ns).list(&lp).await?.items;
-    Ok((services, cms, secrets))
-}
-
-/// emptyDir, configMap, secret and hostPath volumes, as bind mounts.
-fn volume_mounts(pod: &Pod, container: &Container, dir: &Path, sources: &Sources) -> std::io::Result<Vec<Mount>> {
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
-    let mut out = Vec::new();
-    for vm in container.volume_mounts.clone().unwrap_or_default() {
-        let Some(volume) = volumes.iter().find(|v| v.name == vm.name) else { continue };
-        let vdir = dir.join("volumes").join(&volume.name);
-        let source = if let Some(host) = &volume.host_path {
-            PathBuf::from(&host.path)
-        } else {
-            std::fs::create_dir_all(&vdir)?;
-            let files: BTreeMap<String, Vec<u8>> = if let Some(cm) = &volume.config_map {
-                sources
-                    .config_maps
-                    .get(&cm.name)
-                    .and_then(|m| m.data.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect()
-            } else if let Some(secret) = &volume.secret {
-                let name = secret.secret_name.clone().unwrap_or_default();
-                sources
-                    .secrets
-                    .get(&name)
-                    .and_then(|s| s.data.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
-            for (k, v) in files {
-                if !k.contains('/') {
-                    std::fs::write(vdir.join(k), v)?;
-                }
-            }
-            vdir
-        };
-        let source = match &vm.sub_path {
-            Some(sub) if !sub.is_empty() && !sub.contains("..") => source.join(sub),
-            _ => source,
-        };
-        out.push(Mount { source, target: PathBuf::from(&vm.mount_path), read_only: vm.read_only.unwrap_or(false) });
-    }
-    Ok(out)
 }
 
 /// Stops a pod's containers, releases its IP and removes its namespace and files (`agent_dir`/pods/`uid`).
@@ -438,74 +524,31 @@ pub async fn teardown_pod(agent_dir: &Path, cni: &skiff_cni::Cni, uid: &str, gra
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Reports the pod's status when it differs from what the API has.
-async fn report_status(rt: &PodRuntime, pod: &Pod, ip: &str, policy: &str, statuses: Vec<Value>) -> anyhow::Result<()> {
-    let running = statuses.iter().filter(|s| s["state"].get("running").is_some()).count();
-    let terminated: Vec<i64> = statuses.iter().filter_map(|s| s["state"]["terminated"]["exitCode"].as_i64()).collect();
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
-    let phase = if running > 0 || policy == "Always" && terminated.len() < statuses.len() {
-        if running > 0 { "Running" } else { "Pending" }
-    } else if !statuses.is_empty() && terminated.len() == statuses.len() {
-        if terminated.iter().all(|c| *c == 0) {
-            "Succeeded"
-        } else if policy == "Never" {
-            "Failed"
-        } else {
-            "Running"
-        }
-    } else {
-        "Pending"
-    };
-    let old = pod.status.clone().unwrap_or_default();
-    let now = rfc3339(chrono::Utc::now());
-    let flag = |b: bool| if b { "True" } else { "False" };
-    let condition = |kind: &str, value: &str| {
-        let since = old
-            .conditions
-            .as_ref()
-            .and_then(|cs| cs.iter().find(|c| c.type_ == kind && c.status == value))
-            .and_then(|c| c.last_transition_time.as_ref())
-            .map(|t| t.0.to_string())
-            .unwrap_or_else(|| now.clone());
-        json!({"type": kind, "status": value, "lastProbeTime": null, "lastTransitionTime": since})
-    };
-    let status = json!({
-        "phase": phase,
-        "hostIP": rt.node_ip,
-        "hostIPs": [{"ip": rt.node_ip}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "startTime": old.start_time.as_ref().map(|t| t.0.to_string()).unwrap_or_else(|| now.clone()),
-        "qosClass": old.qos_class.clone().unwrap_or_else(|| "BestEffort".into()),
-        "conditions": [
-            condition("PodReadyToStartContainers", "True"),
-            condition("Initialized", "True"),
-            condition("Ready", flag(all_ready)),
-            condition("ContainersReady", flag(all_ready)),
-            condition("PodScheduled", "True"),
-        ],
-        "containerStatuses": statuses,
-    });
-    let current = serde_json::to_value(&old)?;
-    let differs = ["phase", "podIP", "conditions", "containerStatuses"].iter().any(|k| {
-        let strip = |v: &Value| {
-            let mut v = v.clone();
-            if let Some(list) = v.as_array_mut() {
-                for item in list {
-                    if let Some(m) = item.as_object_mut() {
-                        m.remove("lastTransitionTime");
-                        m.remove("lastProbeTime");
-                    }
-                }
-            }
-            v
-        };
-        strip(&current[*k]) != strip(&status[*k])
-    });
-    if differs {
-        let pods: Api<Pod> = Api::namespaced(rt.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        pods.patch_status(&name, &PatchParams::apply(MANAGER), &Patch::Merge(json!({"status": status}))).await?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_restarts_at_once_then_waits_ten_seconds_doubling() {
+        let mut restarts = HashMap::new();
+        let t0 = chrono::Utc::now();
+        let secs = |s: i64| chrono::Duration::seconds(s);
+        assert_eq!(decide(&mut restarts, "c", t0, t0), Restart::Now, "the first restart is immediate");
+        assert_eq!(
+            decide(&mut restarts, "c", t0, t0 + secs(1)),
+            Restart::Now,
+            "a failed start of that restart retries"
+        );
+        let t1 = t0 + secs(2);
+        assert_eq!(decide(&mut restarts, "c", t1, t1 + secs(1)), Restart::Wait(BACKOFF_START));
+        assert_eq!(decide(&mut restarts, "c", t1, t1 + secs(10)), Restart::Now);
+        let t2 = t1 + secs(11);
+        assert_eq!(decide(&mut restarts, "c", t2, t2 + secs(15)), Restart::Wait(Duration::from_secs(20)));
+        assert_eq!(decide(&mut restarts, "c", t2, t2 + secs(20)), Restart::Now);
+        // After a run of more than ten minutes the backoff starts over.
+        let t3 = t2 + secs(700);
+        assert_eq!(decide(&mut restarts, "c", t3, t3), Restart::Now);
+        let t4 = t3 + secs(1);
+        assert_eq!(decide(&mut restarts, "c", t4, t4), Restart::Wait(BACKOFF_START));
     }
-    Ok(())
 }

@@ -31,15 +31,7 @@ impl AgentBackend {
 
     /// The attempts of one container, oldest first.
     fn attempts(&self, uid: &str, container: &str) -> Vec<(u32, PathBuf)> {
-        let base = self.dir.join("pods").join(uid).join("containers").join(container);
-        let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(&base)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-            .collect();
-        out.sort();
-        out
+        crate::pods::attempts(&self.dir.join("pods").join(uid), container)
     }
 }
 

@@ -16,6 +16,7 @@ mod e2e {
     mod kube_rs;
     mod kubelet;
     mod persistence;
+    mod pods;
     mod python;
     mod service_types;
     mod watch;

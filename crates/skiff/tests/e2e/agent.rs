@@ -2,25 +2,7 @@
 //! and their containers really run (the demo images answer over HTTP), a replaced pod gets a new IP while the
 //! Service's endpoints follow it, resolv.conf and hosts are the pod's own, and teardown leaves nothing behind.
 
-use std::time::{Duration, Instant};
-
-use super::cluster::{Cluster, example};
-
-fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn curl(c: &Cluster, url: &str) -> Option<String> {
-    let out = c.node_cmd("curl").args(["-s", "-m", "3", url]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use super::cluster::{Cluster, eventually, example};
 
 #[test]
 fn pods_run_in_their_own_namespaces_with_ips_and_files() {
@@ -30,7 +12,7 @@ fn pods_run_in_their_own_namespaces_with_ips_and_files() {
     let ip = c.ok(&["get", "pod", "-l", "app=numbers-api", "-o", "jsonpath={.items[0].status.podIP}"]);
     assert!(ip.starts_with("10.42."), "{ip}");
     // The demo image answers from inside the pod's namespace.
-    let rng = eventually(20, "numbers-api to answer", || curl(&c, &format!("http://{ip}/rng")));
+    let rng = eventually(20, "numbers-api to answer", || c.node_curl(&format!("http://{ip}/rng")));
     let n: u32 = rng.trim().trim_matches(|ch: char| !ch.is_ascii_digit()).parse().unwrap_or(1000);
     assert!(n < 100, "{rng}");
     // Endpoints follow the pod; a replaced pod gets a new IP.
@@ -43,7 +25,7 @@ fn pods_run_in_their_own_namespaces_with_ips_and_files() {
         let ips: Vec<&str> = out.split_whitespace().collect();
         (ips.len() == 1 && ips[0] != ip).then(|| ips[0].to_string())
     });
-    eventually(20, "numbers-api to answer on its new IP", || curl(&c, &format!("http://{new_ip}/rng")));
+    eventually(20, "numbers-api to answer on its new IP", || c.node_curl(&format!("http://{new_ip}/rng")));
     eventually(20, "endpoints to follow", || {
         c.ok(&["get", "endpoints", "numbers-api"]).contains(&format!("{new_ip}:80")).then_some(())
     });
@@ -88,4 +70,70 @@ fn pods_run_in_their_own_namespaces_with_ips_and_files() {
             c.ok(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
         (reason == "ErrImagePull" || reason == "ImagePullBackOff").then_some(())
     });
+}
+
+/// Seed ch03 §3.1: two sleep Deployments, one pings the other by the IP kubectl reports; the replaced pod gets a
+/// new IP and the old one no longer answers.
+#[test]
+fn seed_ch03_pods_reach_each_other_by_ip() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&["apply", "-f", &example("ch03/sleep/sleep1.yaml"), "-f", &example("ch03/sleep/sleep2.yaml")]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-2", "--timeout=60s"]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
+    let ip = c.ok(&["get", "pod", "-l", "app=sleep-2", "--output", "jsonpath={.items[0].status.podIP}"]);
+    let ping = c.ok(&["exec", "deploy/sleep-1", "--", "ping", "-c", "2", &ip]);
+    assert!(ping.contains("2 packets transmitted, 2 received"), "{ping}");
+    c.ok(&["delete", "pods", "-l", "app=sleep-2"]);
+    let new_ip = eventually(60, "the replacement's IP", || {
+        let out = c.ok(&["get", "pod", "-l", "app=sleep-2", "--output", "jsonpath={.items[*].status.podIP}"]);
+        let ips: Vec<&str> = out.split_whitespace().collect();
+        (ips.len() == 1 && ips[0] != ip).then(|| ips[0].to_string())
+    });
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-2", "--timeout=60s"]);
+    let ping = c.ok(&["exec", "deploy/sleep-1", "--", "ping", "-c", "1", "-W", "2", &new_ip]);
+    assert!(ping.contains("1 received"), "{ping}");
+    let old = c.kubectl(&["exec", "deploy/sleep-1", "--", "ping", "-c", "1", "-W", "1", &ip]);
+    assert!(!old.status.success(), "the old IP still answers");
+}
+
+/// Seed ch03 §3.2: `kubectl port-forward deploy/numbers-web 8080:80`, then browse to localhost:8080 — the page
+/// loads, and its Go button reports that http://numbers-api cannot be reached (there is no Service yet).
+#[test]
+fn seed_ch03_port_forward_to_the_web_deployment() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&["apply", "-f", &example("ch03/numbers/api.yaml"), "-f", &example("ch03/numbers/web.yaml")]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=numbers-web", "--timeout=60s"]);
+    let mut forward = c
+        .kubectl_cmd()
+        .args(["port-forward", "deploy/numbers-web", "8080:80"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Stop(&mut forward);
+    let page = eventually(20, "the forwarded page", || c.node_curl("http://localhost:8080/"));
+    assert!(page.contains("Go"), "{page}");
+    // Several connections at once through the one forward.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            c.node_cmd("curl")
+                .args(["-s", "-m", "30", "-X", "POST", "http://localhost:8080/"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    for curl in handles {
+        let out = curl.wait_with_output().expect("curl");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(answer.contains("http://numbers-api/rng"), "{answer}");
+    }
+    drop(guard);
 }

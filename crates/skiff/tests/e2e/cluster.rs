@@ -79,6 +79,12 @@ impl Cluster {
         }
     }
 
+    /// GETs `url` with curl from inside the node's network namespace (3 s at most); the body when it succeeded.
+    pub fn node_curl(&self, url: &str) -> Option<String> {
+        let out = self.node_cmd("curl").args(["-s", "-m", "3", url]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Starts another API server of the same cluster as `other` (pass the same `--datastore-endpoint` and
     /// `--token` in `extra`): its own data dir, seeded with `other`'s CA, so a kubeconfig written for either server
     /// is trusted by both (point it at this one with `--server`).
@@ -265,6 +271,18 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
+pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

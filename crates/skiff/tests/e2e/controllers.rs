@@ -1,24 +1,10 @@
 //! Issue 3's scenarios through the real binary and kubectl: controllers make Deployments, ReplicaSets, pods,
 //! endpoints and garbage collection move by themselves. A stand-in kubelet ([`FakeKubelet`]) plays the node.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::cluster::{Cluster, example};
+use super::cluster::{Cluster, eventually, example};
 use super::kubelet::{FakeKubelet, set_ready};
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
-fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn lines(s: String) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
