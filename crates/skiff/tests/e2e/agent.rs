@@ -137,3 +137,82 @@ fn seed_ch03_port_forward_to_the_web_deployment() {
     }
     drop(guard);
 }
+
+const CHATTY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+  - name: ticker
+    image: kiamol/ch03-sleep
+    command: [sh, -c, 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done']
+  - name: once
+    image: kiamol/ch03-sleep
+    volumeMounts: [{name: data, mountPath: /data}]
+    command: [sh, -c, 'n=$(cat /data/n 2>/dev/null || echo 0); echo run $n; echo $((n+1)) > /data/n; [ $n = 0 ] && exit 1; exec sleep 3600']
+"#;
+
+/// Logs (`-c`, `--tail`, `-f`, `--previous`) and exec (stdin, a terminal, exit codes) against real containers.
+#[test]
+fn logs_and_exec_reach_real_containers() {
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], CHATTY);
+    eventually(60, "the once container's restart", || {
+        (c.ok(&[
+            "get",
+            "pod",
+            "chatty",
+            "-o",
+            "jsonpath={.status.containerStatuses[?(@.name==\"once\")].restartCount}",
+        ]) == "1")
+            .then_some(())
+    });
+    assert_eq!(c.ok(&["logs", "chatty", "-c", "once", "--previous"]).trim(), "run 0");
+    eventually(10, "the second run's log", || {
+        (c.ok(&["logs", "chatty", "-c", "once"]).trim() == "run 1").then_some(())
+    });
+
+    // --tail and -f: the last line at once, then new ones as they are written.
+    let tail = c.ok(&["logs", "chatty", "-c", "ticker", "--tail=2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.starts_with("tick ")), "{tail}");
+    let mut follow = c
+        .kubectl_cmd()
+        .args(["logs", "-f", "chatty", "-c", "ticker", "--tail=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().expect("stdout")));
+    let tick = |line: Option<std::io::Result<String>>| -> u64 {
+        let line = line.expect("a line").expect("utf-8");
+        line.strip_prefix("tick ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not a tick: {line}"))
+    };
+    let first = tick(lines.next());
+    let second = tick(lines.next());
+    let third = tick(lines.next());
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(first < second && second < third, "{first} {second} {third}");
+
+    // exec -i carries stdin; -it gets a terminal (under script(1), which gives kubectl one); exit codes come back.
+    let upper = c.ok_stdin(&["exec", "-i", "chatty", "-c", "ticker", "--", "tr", "a-z", "A-Z"], "hello pods\n");
+    assert_eq!(upper, "HELLO PODS\n");
+    let kubectl = c.kubectl_cmd();
+    let mut line: Vec<String> = vec![kubectl.get_program().to_string_lossy().into_owned()];
+    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.extend(["exec", "-it", "chatty", "-c", "ticker", "--", "sh", "-c", "'tty; exit 4'"].map(String::from));
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (k, v) in kubectl.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let out = script.output().expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "no terminal in the container: {text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+}
