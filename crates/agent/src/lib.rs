@@ -19,6 +19,7 @@ use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 pub mod environment;
+pub mod events;
 pub mod node;
 pub mod pod_files;
 pub mod pods;

@@ -21,12 +21,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 use skiff_runtime::State;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{EventType, Events};
 use crate::pod_files::{self, ClusterDns, Resolver};
 use crate::probes::{self, Probes};
 use containers::{StartError, start_container};
@@ -56,7 +56,7 @@ pub struct PodRuntime {
     pub dns: ClusterDns,
     pub node_resolver: Resolver,
     /// The kubelet's events (Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed).
-    pub recorder: Recorder,
+    pub events: Events,
     /// Wakes the loop: pod events and probe results.
     pub changed: Arc<tokio::sync::Notify>,
     pub probes: Probes,
@@ -79,13 +79,11 @@ impl PodRuntime {
         dns: ClusterDns,
         node_resolver: Resolver,
     ) -> PodRuntime {
-        let reporter =
-            kube::runtime::events::Reporter { controller: "kubelet".into(), instance: Some(node_name.clone()) };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let events = Events::new(client.clone(), node_name.clone());
         let changed = Arc::new(tokio::sync::Notify::new());
         PodRuntime {
-            probes: Probes::new(recorder.clone(), changed.clone()),
-            recorder,
+            probes: Probes::new(events.clone(), changed.clone()),
+            events,
             changed,
             client,
             node_name,
@@ -118,11 +116,11 @@ impl PodRuntime {
 
     /// Publishes an event about one of `pod`'s containers without holding up the caller.
     fn event(&self, pod: &Pod, container: &str, type_: EventType, reason: &str, note: String) {
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
         let regarding = container_ref(pod, container);
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        let reason = reason.to_string();
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &regarding).await {
+            if let Err(e) = events.publish(&regarding, type_, &reason, note).await {
                 tracing::debug!(error = %e, "publishing a pod event failed");
             }
         });

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::events::{EventType, Events};
 use k8s_openapi::api::core::v1::{ObjectReference, Probe};
-use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::task::AbortHandle;
 
 use check::Outcome;
@@ -122,13 +122,13 @@ impl Drop for Entry {
 pub struct Probes {
     entries: Mutex<HashMap<String, Entry>>,
     changed: Arc<tokio::sync::Notify>,
-    recorder: Recorder,
+    events: Events,
 }
 
 impl Probes {
     /// `changed` is notified whenever a probe result changes (or a probe kills its container).
-    pub fn new(recorder: Recorder, changed: Arc<tokio::sync::Notify>) -> Probes {
-        Probes { entries: Mutex::new(HashMap::new()), changed, recorder }
+    pub fn new(events: Events, changed: Arc<tokio::sync::Notify>) -> Probes {
+        Probes { entries: Mutex::new(HashMap::new()), changed, events }
     }
 
     /// The health of a running container instance; starts its probers the first time it is seen.
@@ -157,7 +157,7 @@ impl Probes {
                     instance: instance.clone(),
                     health: health.clone(),
                     changed: self.changed.clone(),
-                    recorder: self.recorder.clone(),
+                    events: self.events.clone(),
                 };
                 tasks.push(tokio::spawn(prober.run()).abort_handle());
             }
@@ -185,7 +185,7 @@ struct Prober {
     instance: Instance,
     health: Arc<Mutex<Health>>,
     changed: Arc<tokio::sync::Notify>,
-    recorder: Recorder,
+    events: Events,
 }
 
 impl Prober {
@@ -213,7 +213,7 @@ impl Prober {
             let passed = outcome == Outcome::Success;
             if let Outcome::Failure(reason) = &outcome {
                 tracing::debug!(container = %self.instance.key, probe = self.kind.name(), %reason, "probe failed");
-                // One event per failing streak (upstream's are aggregated by the event recorder).
+                // One event per failing streak; a streak failing the same way again counts on the same event.
                 if tracker.last != Some(false) {
                     self.event(EventType::Warning, "Unhealthy", format!("{} probe failed: {reason}", self.kind.name()))
                         .await;
@@ -264,8 +264,7 @@ impl Prober {
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&event, &self.instance.pod).await {
+        if let Err(e) = self.events.publish(&self.instance.pod, type_, reason, note).await {
             tracing::debug!(error = %e, reason, "publishing a probe event failed");
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::BenchError;
 use crate::process::Skiff;
-use crate::process::controllers::Controllers;
+use crate::process::helper::Helper;
 use crate::run::mib;
 use crate::stats::percentile;
 use drive::Step;
@@ -90,7 +90,7 @@ pub async fn bench_controllers(settings: &CtlSettings) -> Result<Vec<CtlSample>,
 async fn one_run(settings: &CtlSettings) -> Result<CtlSample, BenchError> {
     let (server, _) = Skiff::start_with(&settings.skiff, &settings.work_dir, None, &["--disable-controllers"]).await?;
     let mut controllers =
-        Controllers::start(&settings.skiff, &server.kubeconfig(), &server.dir().join("controllers.log"))?;
+        Helper::controllers(&settings.skiff, &server.kubeconfig(), &server.dir().join("controllers.log"))?;
     let result = drive_run(settings, &server, &mut controllers).await;
     let result = result.map_err(|e| match controllers.check_running() {
         Err(exited) => exited,
@@ -101,11 +101,7 @@ async fn one_run(settings: &CtlSettings) -> Result<CtlSample, BenchError> {
     result
 }
 
-async fn drive_run(
-    settings: &CtlSettings,
-    server: &Skiff,
-    controllers: &mut Controllers,
-) -> Result<CtlSample, BenchError> {
+async fn drive_run(settings: &CtlSettings, server: &Skiff, controllers: &mut Helper) -> Result<CtlSample, BenchError> {
     tokio::time::sleep(settings.settle).await;
     controllers.check_running()?;
     let ctl_idle_rss_kib = controllers.rss_kib()?;

@@ -10,8 +10,11 @@
 //! A second scenario, [`controllers`], measures the controllers on their own: a `skiff server
 //! --disable-controllers` on SQLite plus a separate `skiff controllers` process, driven with Services and pods
 //! whose status the benchmark writes as a kubelet would, timing readiness changes until the EndpointSlice watcher
-//! sees them and reading both processes' RSS; it is rendered as a table of its own.
+//! sees them and reading both processes' RSS; it is rendered as a table of its own. A third, [`agent`], runs a
+//! separate `skiff agent` beside the server inside the benchmark's own network namespace and times pods from
+//! create to Ready, fills the node to its density target and reads the agent's memory.
 
+pub mod agent;
 pub mod controllers;
 pub mod error;
 pub mod load;

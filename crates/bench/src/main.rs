@@ -5,6 +5,7 @@
 //! cargo build --release -p skiff -p skiff-bench
 //! target/release/skiff-bench --services 10000 --runs 5 --load-runs 3
 //! target/release/skiff-bench --scenarios controllers --ctl-services 1000 --ctl-pods 10 --ctl-runs 3
+//! target/release/skiff-bench --scenarios agent --agent-runs 3
 //! ```
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use skiff_bench::agent::{self, AgentSettings};
 use skiff_bench::controllers::{self, CtlSettings};
 use skiff_bench::report;
 use skiff_bench::run::{self, Datastore, Settings};
@@ -26,13 +28,17 @@ enum Scenario {
     Api,
     /// The controllers in a separate process: EndpointSlice convergence and readiness latency (on SQLite).
     Controllers,
+    /// The node agent in a separate process, in a network namespace of the benchmark's own: pod create → Ready
+    /// latency, density and memory.
+    Agent,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
     match s.trim() {
         "api" => Ok(Scenario::Api),
         "controllers" => Ok(Scenario::Controllers),
-        other => Err(format!("unknown scenario {other:?} (expected api or controllers)")),
+        "agent" => Ok(Scenario::Agent),
+        other => Err(format!("unknown scenario {other:?} (expected api, controllers or agent)")),
     }
 }
 
@@ -45,7 +51,7 @@ struct Args {
     /// The etcd binary for the etcd runs.
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
-    /// Scenarios to run, comma-separated, in this order: api, controllers.
+    /// Scenarios to run, comma-separated, in this order: api, controllers, agent (agent needs root).
     #[arg(long, default_value = "api,controllers", value_delimiter = ',', value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Datastores the api scenario measures, comma-separated: sqlite, etcd.
@@ -72,6 +78,15 @@ struct Args {
     /// Milliseconds a server idles before its RSS is read.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
+    /// Agent scenario: runs (a fresh server and agent each).
+    #[arg(long, default_value_t = 3)]
+    agent_runs: usize,
+    /// Agent scenario: pods created one at a time, each timed until Ready.
+    #[arg(long, default_value_t = 100)]
+    agent_latency_pods: usize,
+    /// Agent scenario: pods on the node at the end of a run (upstream's default limit is 110).
+    #[arg(long, default_value_t = 110)]
+    agent_density_pods: usize,
     /// Controllers scenario: runs (a fresh server and controllers process each).
     #[arg(long, default_value_t = 1)]
     ctl_runs: usize,
@@ -117,6 +132,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
+    if args.scenarios.contains(&Scenario::Agent)
+        && let Err(e) = agent::enter_private_network()
+    {
+        eprintln!("skiff-bench: {e}");
+        return ExitCode::FAILURE;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -152,6 +173,14 @@ async fn bench(args: Args) -> anyhow::Result<String> {
         watch_events: args.watch_events.max(1),
         settle: Duration::from_millis(args.settle_ms),
     };
+    let node = AgentSettings {
+        skiff: skiff.clone(),
+        work_dir: work_dir.clone(),
+        runs: args.agent_runs.max(1),
+        latency_pods: args.agent_latency_pods,
+        density_pods: args.agent_density_pods.max(args.agent_latency_pods),
+        settle: Duration::from_millis(args.settle_ms),
+    };
     let ctl = CtlSettings {
         skiff,
         work_dir,
@@ -181,6 +210,12 @@ async fn bench(args: Args) -> anyhow::Result<String> {
                     .await
                     .map_err(|e| anyhow::anyhow!(e).context("benchmarking the controllers"))?;
                 out.push(report::controllers::render(&ctl, &samples));
+            }
+            Scenario::Agent => {
+                let samples = agent::bench_agent(&node)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e).context("benchmarking the agent"))?;
+                out.push(report::agent::render(&node, &samples));
             }
         }
     }

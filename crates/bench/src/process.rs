@@ -2,8 +2,8 @@
 //! etcd of its own ([`etcd::Etcd`]). Both listen on free loopback ports only, and both are stopped by their pid when
 //! the guard drops, so an error anywhere in a run leaves nothing behind.
 
-pub mod controllers;
 pub mod etcd;
+pub mod helper;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The printed result: one row per metric, the target, and one column per datastore holding the median over runs
 //! (a ✓ or ✗ beside values that have a target), followed by the raw per-run samples.
 
+pub mod agent;
 pub mod controllers;
 
 use std::fmt::Write as _;
@@ -153,6 +154,81 @@ pub fn render(settings: &Settings, results: &[DatastoreResults]) -> String {
         let p99: Vec<f64> = r.loads.iter().map(|l| l.create_p99_ms).collect();
         if !p99.is_empty() {
             let _ = writeln!(out, "{} create p99 per load run (ms): {}", r.datastore.name(), list(&p99));
+        }
+    }
+    out
+}
+
+/// The goal of a row in a one-column table: below a limit, or at least one.
+#[derive(Clone, Copy)]
+enum Goal {
+    Below(&'static str, f64),
+    AtLeast(&'static str, f64),
+}
+
+impl Goal {
+    fn text(self) -> &'static str {
+        match self {
+            Goal::Below(text, _) | Goal::AtLeast(text, _) => text,
+        }
+    }
+
+    fn met(self, v: f64) -> bool {
+        match self {
+            Goal::Below(_, limit) => v < limit,
+            Goal::AtLeast(_, limit) => v >= limit,
+        }
+    }
+}
+
+/// A row of a scenario's table: a metric of one sample type `S`, its goal and how to print it.
+struct MedianRow<S> {
+    label: String,
+    goal: Option<Goal>,
+    value: fn(&S) -> f64,
+    format: fn(f64) -> String,
+}
+
+fn median_row<S>(
+    label: impl Into<String>,
+    goal: Option<Goal>,
+    value: fn(&S) -> f64,
+    format: fn(f64) -> String,
+) -> MedianRow<S> {
+    MedianRow { label: label.into(), goal, value, format }
+}
+
+/// A line of per-run values: its label and the value of one sample.
+type PerRun<S> = (&'static str, fn(&S) -> f64);
+
+/// A scenario's report: `title`, the table of medians, then one line of per-run values for each of `per_run` (label, value).
+fn median_report<S>(title: &str, rows: &[MedianRow<S>], samples: &[S], column: &str, per_run: &[PerRun<S>]) -> String {
+    let mut out = format!("{title}\n\n{}\n", median_table(rows, samples, column));
+    for (label, value) in per_run {
+        let values: Vec<String> = samples.iter().map(|s| format!("{:.1}", value(s))).collect();
+        let _ = writeln!(out, "{label}: {}", values.join(" "));
+    }
+    out
+}
+
+/// A Markdown table of `rows`: metric, target, and the median over `samples` in a column headed `column`.
+fn median_table<S>(rows: &[MedianRow<S>], samples: &[S], column: &str) -> String {
+    let mut table = vec![vec!["metric".to_string(), "target".to_string(), column.to_string()]];
+    for row in rows {
+        let values: Vec<f64> = samples.iter().map(row.value).filter(|v| !v.is_nan()).collect();
+        let cell = median(&values).map_or("—".to_string(), |v| {
+            let mark = row.goal.map_or("", |g| if g.met(v) { " ✓" } else { " ✗" });
+            format!("{}{mark}", (row.format)(v))
+        });
+        table.push(vec![row.label.clone(), row.goal.map_or("—", Goal::text).to_string(), cell]);
+    }
+    let widths: Vec<usize> = (0..3).map(|c| table.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (i, line) in table.iter().enumerate() {
+        let _ = writeln!(out, "| {} |", pad(line, &widths).join(" | "));
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
         }
     }
     out

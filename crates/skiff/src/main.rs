@@ -1,6 +1,7 @@
 //! `skiff`: one binary for the whole cluster. `skiff server` runs the control plane — the API server on SQLite
-//! or etcd, and the controllers as its in-process clients; `skiff controllers` runs the controllers alone against
-//! any Kubernetes API. Later subcommands add the node agent, the service proxy and cluster DNS.
+//! or etcd, the controllers and the node agent as its in-process clients; `skiff controllers` runs the
+//! controllers alone against any Kubernetes API, `skiff agent` the node agent alone. Later subcommands add the
+//! service proxy and cluster DNS.
 //!
 //! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
 
@@ -27,10 +28,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the control plane (and, later, the node agent) of a cluster.
+    /// Run the control plane and the node agent of a cluster.
     Server(Box<ServerArgs>),
     /// Run only the controllers, against any Kubernetes API.
     Controllers(ControllersArgs),
+    /// Run only the node agent, beside a `skiff server --disable-agent` on this machine.
+    Agent(AgentArgs),
     /// Stop every pod of this node and remove every namespace, link, CNI allocation and file the node made.
     Teardown {
         /// The data dir the server ran with.
@@ -58,6 +61,38 @@ struct ControllersArgs {
     /// Run only these controllers (comma-separated; default: all of them).
     #[arg(long, value_delimiter = ',', env = "SKIFF_CONTROLLERS")]
     controllers: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// The kubeconfig to reach the API with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The server's data dir: the agent signs its streaming certificate with the cluster CA in `<dir>/tls` and
+    /// accepts the server's admin token from there (joining from another machine is the multi-node issue's work).
+    #[arg(long)]
+    server_data_dir: PathBuf,
+    /// The agent's own state: pods, CNI allocations (default: `<server-data-dir>/agent`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The token the API server presents to the streaming server (default: the server's `admin.token`).
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
+    /// This node's IP address (default: the default route's).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// This node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The cluster DNS Service IP.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: IpAddr,
+    /// The cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The port of the streaming server (logs, exec, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
 }
 
 #[derive(clap::Args, Debug)]
@@ -191,6 +226,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::Controllers(args) => runtime.block_on(controllers(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Image { name, args } => return runtime.block_on(skiff_images::run(&name, &args)),
         Command::Teardown { data_dir } => {
             runtime.block_on(async { skiff_agent::teardown(&data_dir.join("agent")).await.map(|()| ExitCode::SUCCESS) })
@@ -264,21 +300,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let client = client_for(&server.kubeconfig).await.context("a client for the node agent")?;
-        let node_name = args.node_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-        });
-        let agent_config = skiff_agent::AgentConfig {
-            node_name,
+        let agent_config = AgentSettings {
+            node_name: args.node_name.clone(),
             node_ip: server.state.config.advertise_address,
             dir: args.data_dir.join("agent"),
-            cluster_dns: args.cluster_dns.to_string(),
+            cluster_dns: args.cluster_dns,
             cluster_domain: server.state.config.cluster_domain.clone(),
             agent_port: 10250,
             control_plane: true,
-            shim_exe: std::env::current_exe().context("locating the skiff binary")?,
             tls_dir: args.data_dir.join("tls"),
             token: server.state.admin_token.clone(),
-        };
+        }
+        .into_config()?;
         let token = shutdown.clone();
         Some(tokio::spawn(async move {
             if let Err(e) = skiff_agent::run(client, agent_config, token).await {
@@ -301,6 +334,76 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let _ = agent.await;
     }
     server.stopped().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an agent needs to know, from either `skiff server` or `skiff agent`.
+struct AgentSettings {
+    node_name: Option<String>,
+    node_ip: IpAddr,
+    dir: PathBuf,
+    cluster_dns: IpAddr,
+    cluster_domain: String,
+    agent_port: u16,
+    control_plane: bool,
+    tls_dir: PathBuf,
+    token: String,
+}
+
+impl AgentSettings {
+    fn into_config(self) -> anyhow::Result<skiff_agent::AgentConfig> {
+        let node_name = self.node_name.unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+        });
+        Ok(skiff_agent::AgentConfig {
+            node_name,
+            node_ip: self.node_ip,
+            dir: self.dir,
+            cluster_dns: self.cluster_dns.to_string(),
+            cluster_domain: self.cluster_domain,
+            agent_port: self.agent_port,
+            control_plane: self.control_plane,
+            shim_exe: std::env::current_exe().context("locating the skiff binary")?,
+            tls_dir: self.tls_dir,
+            token: self.token,
+        })
+    }
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let tls_dir = args.server_data_dir.join("tls");
+    let token = match args.token {
+        Some(t) => t,
+        None => {
+            let path = tls_dir.join("admin.token");
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string()
+        }
+    };
+    let config = AgentSettings {
+        node_name: args.node_name,
+        node_ip: args.node_ip.unwrap_or_else(default_route_address),
+        dir: args.data_dir.unwrap_or_else(|| args.server_data_dir.join("agent")),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain,
+        agent_port: args.agent_port,
+        control_plane: false,
+        tls_dir,
+        token,
+    }
+    .into_config()?;
+    let path = &args.kubeconfig;
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(skiff_agent::run(client, config, shutdown.clone()));
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    shutdown.cancel();
+    run.await.context("the node agent panicked")??;
     Ok(ExitCode::SUCCESS)
 }
 

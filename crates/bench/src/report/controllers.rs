@@ -1,28 +1,17 @@
 //! The printed result of the controllers scenario: one row per metric with the median over runs and the target,
 //! then the per-run values of the rows that have a target.
 
-use std::fmt::Write as _;
-
-use super::{mebibytes, ms, pad};
+use super::{Goal, MedianRow, mebibytes, median_report, median_row, ms};
 use crate::controllers::{CtlSample, CtlSettings};
 use crate::run::mib;
-use crate::stats::median;
-
-struct Row {
-    label: String,
-    target: Option<(&'static str, f64)>,
-    value: fn(&CtlSample) -> f64,
-    format: fn(f64) -> String,
-}
 
 fn seconds(v: f64) -> String {
     format!("{:.2} s", v / 1000.0)
 }
 
-fn rows(settings: &CtlSettings) -> Vec<Row> {
-    let row = |label: String, target, value, format| Row { label, target, value, format };
+fn rows(settings: &CtlSettings) -> Vec<MedianRow<CtlSample>> {
     vec![
-        row(
+        median_row(
             format!(
                 "write {} Services + {} pods + Ready patches",
                 settings.services,
@@ -32,31 +21,34 @@ fn rows(settings: &CtlSettings) -> Vec<Row> {
             |s| s.writes_ms,
             seconds,
         ),
-        row("all slices ready, from first create".into(), None, |s| s.converged_ms, seconds),
-        row("  after the last Ready patch".into(), None, |s| s.converged_after_writes_ms, ms),
-        row(format!("Ready flip → slice seen, p50 ({} flips)", settings.flips), None, |s| s.flip_p50_ms, ms),
-        row("  p99".into(), Some(("< 20 ms", 20.0)), |s| s.flip_p99_ms, ms),
-        row("  max".into(), None, |s| s.flip_max_ms, ms),
-        row("  after the patch response, p50".into(), None, |s| s.flip_after_response_p50_ms, ms),
-        row("  after the patch response, p99".into(), None, |s| s.flip_after_response_p99_ms, ms),
-        row(
-            "controllers RSS, idle before load".into(),
-            Some(("< 100 MiB", 100.0)),
+        median_row("all slices ready, from first create", None, |s| s.converged_ms, seconds),
+        median_row("  after the last Ready patch", None, |s| s.converged_after_writes_ms, ms),
+        median_row(format!("Ready flip → slice seen, p50 ({} flips)", settings.flips), None, |s| s.flip_p50_ms, ms),
+        median_row("  p99", Some(Goal::Below("< 20 ms", 20.0)), |s| s.flip_p99_ms, ms),
+        median_row("  max", None, |s| s.flip_max_ms, ms),
+        median_row("  after the patch response, p50", None, |s| s.flip_after_response_p50_ms, ms),
+        median_row("  after the patch response, p99", None, |s| s.flip_after_response_p99_ms, ms),
+        median_row(
+            "controllers RSS, idle before load",
+            Some(Goal::Below("< 100 MiB", 100.0)),
             |s| mib(s.ctl_idle_rss_kib),
             mebibytes,
         ),
-        row("controllers RSS after load".into(), Some(("< 100 MiB", 100.0)), |s| mib(s.ctl_rss_after_kib), mebibytes),
-        row("  controllers peak RSS (VmHWM)".into(), None, |s| mib(s.ctl_peak_rss_kib), mebibytes),
-        row("server RSS, idle before load".into(), None, |s| mib(s.server_idle_rss_kib), mebibytes),
-        row("server RSS after load".into(), None, |s| mib(s.server_rss_after_kib), mebibytes),
+        median_row(
+            "controllers RSS after load",
+            Some(Goal::Below("< 100 MiB", 100.0)),
+            |s| mib(s.ctl_rss_after_kib),
+            mebibytes,
+        ),
+        median_row("  controllers peak RSS (VmHWM)", None, |s| mib(s.ctl_peak_rss_kib), mebibytes),
+        median_row("server RSS, idle before load", None, |s| mib(s.server_idle_rss_kib), mebibytes),
+        median_row("server RSS after load", None, |s| mib(s.server_rss_after_kib), mebibytes),
     ]
 }
 
 /// Renders the controllers table.
 pub fn render(settings: &CtlSettings, samples: &[CtlSample]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let title = format!(
         "controllers (sqlite, separate `skiff controllers` process): medians of {} run(s); {} Services × {} pods, \
          {} concurrent writers, {} readiness flips",
         samples.len(),
@@ -65,32 +57,17 @@ pub fn render(settings: &CtlSettings, samples: &[CtlSample]) -> String {
         settings.concurrency,
         settings.flips
     );
-    let _ = writeln!(out);
-    let rows = rows(settings);
-    let mut table = vec![vec!["metric".to_string(), "target".to_string(), "sqlite".to_string()]];
-    for row in &rows {
-        let values: Vec<f64> = samples.iter().map(row.value).collect();
-        let cell = median(&values).map_or("—".to_string(), |v| {
-            let mark = row.target.map_or("", |(_, limit)| if v < limit { " ✓" } else { " ✗" });
-            format!("{}{mark}", (row.format)(v))
-        });
-        table.push(vec![row.label.clone(), row.target.map_or("—", |(text, _)| text).to_string(), cell]);
-    }
-    let widths: Vec<usize> = (0..3).map(|c| table.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
-    for (i, line) in table.iter().enumerate() {
-        let _ = writeln!(out, "| {} |", pad(line, &widths).join(" | "));
-        if i == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
-        }
-    }
-    let _ = writeln!(out);
-    let per_run =
-        |f: fn(&CtlSample) -> f64| samples.iter().map(|s| format!("{:.1}", f(s))).collect::<Vec<_>>().join(" ");
-    let _ = writeln!(out, "flip p99 per run (ms): {}", per_run(|s| s.flip_p99_ms));
-    let _ = writeln!(out, "all slices ready per run (ms): {}", per_run(|s| s.converged_ms));
-    let _ = writeln!(out, "controllers RSS after load per run (MiB): {}", per_run(|s| mib(s.ctl_rss_after_kib)));
-    out
+    median_report(
+        &title,
+        &rows(settings),
+        samples,
+        "sqlite",
+        &[
+            ("flip p99 per run (ms)", |s| s.flip_p99_ms),
+            ("all slices ready per run (ms)", |s| s.converged_ms),
+            ("controllers RSS after load per run (MiB)", |s| mib(s.ctl_rss_after_kib)),
+        ],
+    )
 }
 
 #[cfg(test)]
