@@ -1,0 +1,233 @@
+//! What the data plane must do, independent of nftables: the service ports of a Service (one per cluster IP
+//! family and port), each with the endpoints traffic may go to, chosen the way upstream kube-proxy chooses them.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// One port of one Service: the unit the data plane routes (`<ns>/<name>/<proto>/<port name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub service: String,
+    /// The port's name; empty for a Service's single unnamed port.
+    pub port_name: String,
+    pub protocol: Protocol,
+    pub cluster_ips: Vec<IpAddr>,
+    pub port: u16,
+    /// Where traffic goes, sorted; empty means clients are rejected at once.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl ServicePort {
+    /// Upstream's service port name, which names the rules: `ns/name/tcp/portname`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}/{}", self.namespace, self.service, self.protocol.as_str(), self.port_name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    fn parse(s: Option<&str>) -> Option<Protocol> {
+        match s.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// An endpoint address and the target port it serves this service port on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// The service ports of `service` with their endpoints from `slices` (the Service's EndpointSlices). Services that
+/// the proxy does not route (ExternalName, headless, no cluster IP yet) have none.
+pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<ServicePort> {
+    let Some(spec) = &service.spec else { return Vec::new() };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Vec::new();
+    }
+    let cluster_ips: Vec<IpAddr> =
+        spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter()).filter_map(|ip| ip.parse().ok()).fold(
+            Vec::new(),
+            |mut ips, ip| {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+                ips
+            },
+        );
+    if cluster_ips.is_empty() {
+        return Vec::new();
+    }
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    spec.ports
+        .iter()
+        .flatten()
+        .filter_map(|port| {
+            let protocol = Protocol::parse(port.protocol.as_deref())?;
+            let port_name = port.name.clone().unwrap_or_default();
+            Some(ServicePort {
+                namespace: namespace.clone(),
+                service: name.clone(),
+                endpoints: endpoints(slices, &port_name, protocol),
+                port_name,
+                protocol,
+                cluster_ips: cluster_ips.clone(),
+                port: u16::try_from(port.port).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Ready endpoints; when none is ready, the serving ones that are terminating (upstream's graceful termination),
+/// so that connections drain instead of failing.
+fn endpoints(slices: &[EndpointSlice], port_name: &str, protocol: Protocol) -> Vec<Endpoint> {
+    let mut ready = Vec::new();
+    let mut terminating = Vec::new();
+    for slice in slices {
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
+        }) else {
+            continue;
+        };
+        let Some(target) = port.port.and_then(|p| u16::try_from(p).ok()) else { continue };
+        for endpoint in &slice.endpoints {
+            let conditions = endpoint.conditions.clone().unwrap_or_default();
+            // Unset ready means ready; serving defaults to ready; terminating to false.
+            let is_ready = conditions.ready.unwrap_or(true);
+            let serving = conditions.serving.unwrap_or(is_ready);
+            let is_terminating = conditions.terminating.unwrap_or(false);
+            let list = if is_ready && !is_terminating {
+                &mut ready
+            } else if serving && is_terminating {
+                &mut terminating
+            } else {
+                continue;
+            };
+            // One address per endpoint is routed, as upstream does.
+            if let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) {
+                list.push(Endpoint { ip, port: target });
+            }
+        }
+    }
+    let mut chosen = if ready.is_empty() { terminating } else { ready };
+    chosen.sort();
+    chosen.dedup();
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ServicePort as SpecPort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn service(type_: &str, cluster_ip: &str) -> Service {
+        Service {
+            metadata: ObjectMeta { name: Some("web".into()), namespace: Some("shop".into()), ..Default::default() },
+            spec: Some(ServiceSpec {
+                type_: Some(type_.into()),
+                cluster_ip: Some(cluster_ip.into()),
+                ports: Some(vec![
+                    SpecPort { name: Some("http".into()), port: 80, ..Default::default() },
+                    SpecPort { name: Some("dns".into()), port: 53, protocol: Some("UDP".into()), ..Default::default() },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn endpoint(ip: &str, ready: Option<bool>, serving: Option<bool>, terminating: Option<bool>) -> SliceEndpoint {
+        SliceEndpoint {
+            addresses: vec![ip.into()],
+            conditions: Some(EndpointConditions { ready, serving, terminating }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(endpoints: Vec<SliceEndpoint>) -> EndpointSlice {
+        EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints,
+            ports: Some(vec![
+                EndpointPort {
+                    name: Some("http".into()),
+                    port: Some(8080),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                },
+                EndpointPort {
+                    name: Some("dns".into()),
+                    port: Some(5353),
+                    protocol: Some("UDP".into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }
+    }
+
+    fn ips(port: &ServicePort) -> Vec<String> {
+        port.endpoints.iter().map(|e| format!("{}:{}", e.ip, e.port)).collect()
+    }
+
+    #[test]
+    fn ready_endpoints_per_port_and_protocol() {
+        let slices = [slice(vec![
+            endpoint("10.42.0.9", Some(true), None, None),
+            endpoint("10.42.0.3", None, None, None),
+            endpoint("10.42.0.4", Some(false), Some(false), None),
+        ])];
+        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &slices);
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].id(), "shop/web/tcp/http");
+        assert_eq!(ports[0].port, 80);
+        assert_eq!(ips(&ports[0]), ["10.42.0.3:8080", "10.42.0.9:8080"]);
+        assert_eq!(ports[1].id(), "shop/web/udp/dns");
+        assert_eq!(ips(&ports[1]), ["10.42.0.3:5353", "10.42.0.9:5353"]);
+    }
+
+    #[test]
+    fn terminating_serving_endpoints_only_when_none_is_ready() {
+        let draining = endpoint("10.42.0.5", Some(false), Some(true), Some(true));
+        let gone = endpoint("10.42.0.6", Some(false), Some(false), Some(true));
+        let only_terminating = [slice(vec![draining.clone(), gone.clone()])];
+        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &only_terminating);
+        assert_eq!(ips(&ports[0]), ["10.42.0.5:8080"]);
+        let with_ready = [slice(vec![draining, gone, endpoint("10.42.0.8", Some(true), None, None)])];
+        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &with_ready);
+        assert_eq!(ips(&ports[0]), ["10.42.0.8:8080"]);
+    }
+
+    #[test]
+    fn headless_and_external_name_services_are_not_routed() {
+        assert!(service_ports(&service("ClusterIP", "None"), &[]).is_empty());
+        assert!(service_ports(&service("ExternalName", ""), &[]).is_empty());
+        let unrouted = service_ports(&service("ClusterIP", "10.43.0.7"), &[]);
+        assert!(unrouted.iter().all(|p| p.endpoints.is_empty()), "no slices, no endpoints");
+    }
+}

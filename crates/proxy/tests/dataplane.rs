@@ -1,0 +1,226 @@
+//! The ruleset in a real kernel: a throw-away node network namespace with a bridge and two pod namespaces
+//! running tiny TCP servers; the proxy's table is applied there with `nft -f -`, and connections to ClusterIPs
+//! reach the pods, spread over both, from the node and from a pod (hairpin included); an unserved port and a
+//! Service without endpoints are refused at once. Traffic only goes to addresses inside these namespaces, and
+//! every namespace goes away on drop, also when a test fails.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
+use skiff_proxy::nft;
+use skiff_proxy::ruleset::{RulesetConfig, full_sync};
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(role: &str) -> Netns {
+        let name = format!("skp-{role}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        Netns(name)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", &self.0];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (processes it starts are in it too).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the namespace file");
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("the namespace thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The node (bridge 10.42.0.1/24, forwarding and bridge netfilter on) and two pods, 10.42.0.2 and 10.42.0.3,
+/// each answering TCP on 8080 with its name.
+struct Node {
+    node: Netns,
+    pods: Vec<Netns>,
+}
+
+const POD_IPS: [&str; 2] = ["10.42.0.2", "10.42.0.3"];
+
+impl Node {
+    fn new() -> Node {
+        let node = Netns::new("node");
+        node.ip(&["link", "set", "lo", "up"]);
+        node.ip(&["link", "add", "br0", "type", "bridge"]);
+        node.ip(&["addr", "add", "10.42.0.1/24", "dev", "br0"]);
+        node.ip(&["link", "set", "br0", "up"]);
+        // Node-originated traffic to a ClusterIP needs a route to leave by before DNAT rewrites it.
+        node.ip(&["route", "add", "default", "dev", "br0"]);
+        node.run(|| {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
+            // Pod-to-pod replies cross the bridge; the node's conntrack must see them to undo the DNAT.
+            std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1").expect("bridge-nf-call-iptables");
+        });
+        let mut pods = Vec::new();
+        for (i, pod_ip) in POD_IPS.iter().enumerate() {
+            let pod = Netns::new(&format!("pod{i}"));
+            let veth = format!("skpv{i}-{}", std::process::id() % 10000);
+            node.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.0]);
+            node.ip(&["link", "set", &veth, "master", "br0", "up"]);
+            // As the CNI bridge plugin's hairpinMode does: a pod reaching itself through its Service.
+            node.ip(&["link", "set", &veth, "type", "bridge_slave", "hairpin", "on"]);
+            pod.ip(&["link", "set", "lo", "up"]);
+            pod.ip(&["addr", "add", &format!("{pod_ip}/24"), "dev", "eth0"]);
+            pod.ip(&["link", "set", "eth0", "up"]);
+            pod.ip(&["route", "add", "default", "via", "10.42.0.1"]);
+            let addr: SocketAddr = format!("{pod_ip}:8080").parse().expect("an address");
+            let name = format!("pod{i}");
+            let listener = pod.run(move || TcpListener::bind(addr).expect("bind in the pod"));
+            std::thread::spawn(move || {
+                for mut conn in listener.incoming().flatten() {
+                    let _ = conn.write_all(name.as_bytes());
+                }
+            });
+            pods.push(pod);
+        }
+        Node { node, pods }
+    }
+}
+
+fn service(name: &str, cluster_ip: &str, port: u16, endpoints: &[&str]) -> ServicePort {
+    ServicePort {
+        namespace: "default".into(),
+        service: name.into(),
+        port_name: String::new(),
+        protocol: Protocol::Tcp,
+        cluster_ips: vec![cluster_ip.parse().expect("an IP")],
+        port,
+        endpoints: endpoints
+            .iter()
+            .map(|ip| Endpoint { ip: ip.parse::<IpAddr>().expect("an IP"), port: 8080 })
+            .collect(),
+    }
+}
+
+fn config() -> RulesetConfig {
+    RulesetConfig {
+        table: "skiff-test".into(),
+        cluster_cidr: "10.42.0.0/16".parse().expect("a CIDR"),
+        service_cidr: "10.43.0.0/16".parse().expect("a CIDR"),
+    }
+}
+
+/// Connects (from `source`, when given) and reads the answer: the pod's name, or the connect error's kind.
+fn fetch(to: &str, source: Option<&str>) -> Result<String, ErrorKind> {
+    let to: SocketAddr = to.parse().expect("an address");
+    let socket = match source {
+        Some(ip) => {
+            let s = bound::Socket::bound(ip);
+            s.connect(to).map(|()| s.into_std())
+        }
+        None => TcpStream::connect_timeout(&to, Duration::from_secs(3)),
+    };
+    let mut stream = socket.map_err(|e| e.kind())?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.kind())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.kind())?;
+    Ok(answer)
+}
+
+/// Binding a client socket before connecting, with nix (std has no bind-then-connect for TCP clients).
+mod bound {
+    use std::net::{SocketAddr, TcpStream};
+    use std::os::fd::OwnedFd;
+
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+
+    pub struct Socket(OwnedFd);
+
+    impl Socket {
+        pub fn bound(ip: &str) -> Socket {
+            let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("a socket");
+            let addr: std::net::SocketAddrV4 = format!("{ip}:0").parse().expect("an address");
+            bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(addr)).expect("bind");
+            Socket(fd)
+        }
+
+        pub fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
+            let SocketAddr::V4(v4) = to else { unreachable!("IPv4 only") };
+            connect(std::os::fd::AsRawFd::as_raw_fd(&self.0), &SockaddrIn::from(v4)).map_err(std::io::Error::from)
+        }
+
+        pub fn into_std(self) -> TcpStream {
+            TcpStream::from(self.0)
+        }
+    }
+}
+
+#[test]
+fn cluster_ips_reach_ready_pods_and_refuse_fast_otherwise() {
+    let node = Node::new();
+    let services = vec![
+        service("web", "10.43.0.10", 80, &POD_IPS),
+        service("empty", "10.43.0.11", 80, &[]),
+        service("only-pod1", "10.43.0.12", 80, &[POD_IPS[1]]),
+    ];
+    let script = full_sync(&config(), &services);
+    node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
+
+    // From the node: both pods answer the ClusterIP, randomly.
+    let spread = node.node.run(|| {
+        let mut seen = BTreeMap::new();
+        for _ in 0..40 {
+            *seen.entry(fetch("10.43.0.10:80", None)).or_insert(0) += 1;
+        }
+        seen
+    });
+    assert_eq!(spread.len(), 2, "both endpoints answer: {spread:?}");
+    assert!(spread.values().all(|n| *n >= 5), "an even-ish spread over 40 connections: {spread:?}");
+    assert!(spread.keys().all(Result::is_ok), "{spread:?}");
+
+    // No endpoints, or a port the ClusterIP does not serve: refused at once, not a timeout.
+    let refusals = node.node.run(|| {
+        let started = Instant::now();
+        (fetch("10.43.0.11:80", None), fetch("10.43.0.10:81", None), started.elapsed())
+    });
+    assert_eq!(refusals.0, Err(ErrorKind::ConnectionRefused), "a Service without endpoints");
+    assert_eq!(refusals.1, Err(ErrorKind::ConnectionRefused), "an unserved port");
+    assert!(refusals.2 < Duration::from_secs(1), "refused in {:?}", refusals.2);
+
+    // From a pod: to the other pod through the Service, and to itself (hairpin, masqueraded).
+    let from_pod0 = node.pods[0].run(|| {
+        (fetch("10.43.0.12:80", Some("10.42.0.2")), {
+            let mut hairpin = Vec::new();
+            for _ in 0..20 {
+                hairpin.push(fetch("10.43.0.10:80", Some("10.42.0.2")));
+            }
+            hairpin
+        })
+    });
+    assert_eq!(from_pod0.0, Ok("pod1".to_string()));
+    assert!(from_pod0.1.contains(&Ok("pod0".to_string())), "hairpin reaches the pod itself: {:?}", from_pod0.1);
+    assert!(from_pod0.1.iter().all(Result::is_ok), "{:?}", from_pod0.1);
+
+    // Replacing the table is one transaction; deleting it leaves the Service unreachable.
+    node.node.run(|| nft::delete_table("skiff-test")).expect("the table goes");
+    let after = node.node.run(|| fetch("10.43.0.12:80", None));
+    assert!(after.is_err(), "no rules, no Service: {after:?}");
+}
