@@ -48,6 +48,10 @@ pub struct AgentConfig {
     pub tls_dir: PathBuf,
     /// The bearer token the API server presents to the streaming server.
     pub token: String,
+    /// The pod network (all nodes): Service traffic from outside it is masqueraded.
+    pub cluster_cidr: Ipv4Net,
+    /// The Service virtual IP range.
+    pub service_cidr: Ipv4Net,
 }
 
 fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
@@ -80,6 +84,16 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         control_plane: config.control_plane,
     };
     let heartbeat = tokio::spawn(node::run(client.clone(), info, shutdown.clone()));
+    // Pod-to-pod replies cross the node's bridge: the proxy's conntrack must see them to undo its DNAT.
+    if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1") {
+        tracing::warn!(error = %e, "bridge netfilter is unavailable; Service traffic between pods may fail");
+    }
+    let proxy_config = skiff_proxy::RulesetConfig {
+        table: skiff_proxy::TABLE.into(),
+        cluster_cidr: config.cluster_cidr,
+        service_cidr: config.service_cidr,
+    };
+    let proxy = tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
     let tls = skiff_streams::tls::serving_config_from_dir(
         &config.tls_dir,
@@ -110,12 +124,14 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     ));
     let result = pods::run(rt, shutdown.clone()).await;
     let _ = heartbeat.await;
+    let _ = proxy.await;
     streams.shutdown().await;
     result
 }
 
 /// Stops every pod this node runs and removes every namespace, link, CNI allocation and file the node made.
 pub async fn teardown(dir: &Path) -> anyhow::Result<()> {
+    skiff_proxy::nft::delete_table(skiff_proxy::TABLE)?;
     let Ok(cidr) = std::fs::read_to_string(dir.join("pod-cidr")) else {
         let _ = std::fs::remove_dir_all(dir);
         return Ok(());

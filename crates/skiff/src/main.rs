@@ -84,6 +84,12 @@ struct AgentArgs {
     /// This node's name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
+    /// The pod network of the whole cluster (the server's --cluster-cidr).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// The Service virtual IP range (the server's --service-cidr).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: ipnet::Ipv4Net,
     /// The cluster DNS Service IP.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: IpAddr,
@@ -310,6 +316,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             control_plane: true,
             tls_dir: args.data_dir.join("tls"),
             token: server.state.admin_token.clone(),
+            cluster_cidr: args.cluster_cidr,
+            service_cidr: args.service_cidr,
         }
         .into_config()?;
         let token = shutdown.clone();
@@ -348,6 +356,8 @@ struct AgentSettings {
     control_plane: bool,
     tls_dir: PathBuf,
     token: String,
+    cluster_cidr: ipnet::Ipv4Net,
+    service_cidr: ipnet::Ipv4Net,
 }
 
 impl AgentSettings {
@@ -366,6 +376,8 @@ impl AgentSettings {
             shim_exe: std::env::current_exe().context("locating the skiff binary")?,
             tls_dir: self.tls_dir,
             token: self.token,
+            cluster_cidr: self.cluster_cidr,
+            service_cidr: self.service_cidr,
         })
     }
 }
@@ -389,6 +401,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         control_plane: false,
         tls_dir,
         token,
+        cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
     }
     .into_config()?;
     let path = &args.kubeconfig;

@@ -17,6 +17,7 @@ mod e2e {
     mod kubelet;
     mod persistence;
     mod pods;
+    mod proxy;
     mod python;
     mod service_types;
     mod watch;

@@ -1,0 +1,62 @@
+//! The service proxy through the real binary: a ClusterIP reaches the Service's pods from another pod, follows
+//! the endpoints when the pods are scaled away and back, and an unserved port of the ClusterIP is refused. The
+//! node runs in a network namespace of the test's own; traffic goes only to addresses inside it.
+
+use std::time::Instant;
+
+use super::cluster::{Cluster, eventually, example};
+
+fn curl_from_sleep(c: &Cluster, url: &str) -> std::process::Output {
+    c.kubectl(&["exec", "deploy/sleep-1", "--", "curl", "-s", "-m", "3", url])
+}
+
+#[test]
+fn cluster_ips_route_to_ready_pods() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &example("ch03/numbers/api.yaml"),
+        "-f",
+        &example("ch03/numbers/api-service.yaml"),
+        "-f",
+        &example("ch03/sleep/sleep1.yaml"),
+    ]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=numbers-api", "--timeout=60s"]);
+    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
+    let cluster_ip = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(cluster_ip.starts_with("10.43."), "{cluster_ip}");
+
+    // Pod → ClusterIP → the numbers-api pod.
+    let answer = eventually(20, "the ClusterIP to answer", || {
+        let out = curl_from_sleep(&c, &format!("http://{cluster_ip}/rng"));
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(answer.chars().any(|ch| ch.is_ascii_digit()), "{answer}");
+    let rules = c.node_cmd("nft").args(["list", "table", "inet", "skiff"]).output().expect("nft runs");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(rules.contains(&format!("{cluster_ip} . tcp . 80 : goto service-")), "{rules}");
+
+    // A port the ClusterIP does not serve is refused, not left to time out.
+    let started = Instant::now();
+    let unserved = curl_from_sleep(&c, &format!("http://{cluster_ip}:81/"));
+    assert_eq!(unserved.status.code(), Some(7), "curl: couldn't connect: {unserved:?}");
+    assert!(started.elapsed().as_secs() < 3, "refused in {:?}", started.elapsed());
+
+    // No pods: the rules follow the endpoints, and the Service refuses at once; pods back, traffic back.
+    c.ok(&["scale", "deploy/numbers-api", "--replicas=0"]);
+    eventually(30, "the Service to have no endpoints in the rules", || {
+        let out = c.node_cmd("nft").args(["list", "map", "inet", "skiff", "no-endpoint-services"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{cluster_ip} . tcp . 80 : goto reject-chain"))
+            .then_some(())
+    });
+    let started = Instant::now();
+    let refused = curl_from_sleep(&c, &format!("http://{cluster_ip}/rng"));
+    assert_eq!(refused.status.code(), Some(7), "curl: couldn't connect: {refused:?}");
+    assert!(started.elapsed().as_secs() < 3, "refused in {:?}", started.elapsed());
+    c.ok(&["scale", "deploy/numbers-api", "--replicas=1"]);
+    eventually(60, "the ClusterIP to answer again", || {
+        curl_from_sleep(&c, &format!("http://{cluster_ip}/rng")).status.success().then_some(())
+    });
+}
