@@ -10,6 +10,14 @@ fn curl_from_sleep(c: &Cluster, url: &str) -> std::process::Output {
     c.kubectl(&["exec", "deploy/sleep-1", "--", "curl", "-s", "-m", "3", url])
 }
 
+/// `url` is refused at once (curl's "couldn't connect"), not left to time out.
+fn assert_refused(c: &Cluster, url: &str) {
+    let started = Instant::now();
+    let out = curl_from_sleep(c, url);
+    assert_eq!(out.status.code(), Some(7), "curl: couldn't connect to {url}: {out:?}");
+    assert!(started.elapsed().as_secs() < 3, "{url} refused in {:?}", started.elapsed());
+}
+
 #[test]
 fn cluster_ips_route_to_ready_pods() {
     let c = Cluster::start_node(&[]);
@@ -38,10 +46,7 @@ fn cluster_ips_route_to_ready_pods() {
     assert!(rules.contains(&format!("{cluster_ip} . tcp . 80 : goto service-")), "{rules}");
 
     // A port the ClusterIP does not serve is refused, not left to time out.
-    let started = Instant::now();
-    let unserved = curl_from_sleep(&c, &format!("http://{cluster_ip}:81/"));
-    assert_eq!(unserved.status.code(), Some(7), "curl: couldn't connect: {unserved:?}");
-    assert!(started.elapsed().as_secs() < 3, "refused in {:?}", started.elapsed());
+    assert_refused(&c, &format!("http://{cluster_ip}:81/"));
 
     // No pods: the rules follow the endpoints, and the Service refuses at once; pods back, traffic back.
     c.ok(&["scale", "deploy/numbers-api", "--replicas=0"]);
@@ -51,10 +56,7 @@ fn cluster_ips_route_to_ready_pods() {
             .contains(&format!("{cluster_ip} . tcp . 80 : goto reject-chain"))
             .then_some(())
     });
-    let started = Instant::now();
-    let refused = curl_from_sleep(&c, &format!("http://{cluster_ip}/rng"));
-    assert_eq!(refused.status.code(), Some(7), "curl: couldn't connect: {refused:?}");
-    assert!(started.elapsed().as_secs() < 3, "refused in {:?}", started.elapsed());
+    assert_refused(&c, &format!("http://{cluster_ip}/rng"));
     c.ok(&["scale", "deploy/numbers-api", "--replicas=1"]);
     eventually(60, "the ClusterIP to answer again", || {
         curl_from_sleep(&c, &format!("http://{cluster_ip}/rng")).status.success().then_some(())
