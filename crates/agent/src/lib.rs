@@ -88,6 +88,11 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1") {
         tracing::warn!(error = %e, "bridge netfilter is unavailable; Service traffic between pods may fail");
     }
+    // LoadBalancer and NodePort Services on 127.0.0.1: a DNATed packet from localhost must be routable off lo.
+    // (The proxy drops new connections to 127.0.0.0/8 from anywhere but lo, as kube-proxy does since CVE-2020-8558.)
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
+        tracing::warn!(error = %e, "route_localnet is unavailable; Services will not answer on 127.0.0.1");
+    }
     let proxy_config = skiff_proxy::RulesetConfig {
         table: skiff_proxy::TABLE.into(),
         cluster_cidr: config.cluster_cidr,

@@ -16,6 +16,13 @@ pub struct ServicePort {
     pub protocol: Protocol,
     pub cluster_ips: Vec<IpAddr>,
     pub port: u16,
+    /// The port on every node address (NodePort and LoadBalancer Services).
+    pub node_port: Option<u16>,
+    /// Addresses outside the cluster that also serve `port`: `spec.externalIPs` and, for LoadBalancer Services,
+    /// `status.loadBalancer.ingress[].ip`.
+    pub external_ips: Vec<IpAddr>,
+    /// A LoadBalancer Service is also served on 127.0.0.1:`port` from the node itself, as Docker Desktop does.
+    pub localhost: bool,
     /// Where traffic goes, sorted; empty means clients are rejected at once.
     pub endpoints: Vec<Endpoint>,
 }
@@ -82,6 +89,15 @@ pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<Service
     }
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
     let name = service.metadata.name.clone().unwrap_or_default();
+    let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+    let mut external_ips: Vec<IpAddr> = spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
+    if load_balancer {
+        let ingress = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
+        external_ips.extend(ingress.into_iter().flatten().filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()));
+    }
+    external_ips.sort();
+    external_ips.dedup();
+    let takes_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
     spec.ports
         .iter()
         .flatten()
@@ -96,6 +112,9 @@ pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<Service
                 protocol,
                 cluster_ips: cluster_ips.clone(),
                 port: u16::try_from(port.port).ok()?,
+                node_port: port.node_port.filter(|_| takes_node_ports).and_then(|p| u16::try_from(p).ok()),
+                external_ips: external_ips.clone(),
+                localhost: load_balancer,
             })
         })
         .collect()
@@ -229,5 +248,38 @@ mod tests {
         assert!(service_ports(&service("ExternalName", ""), &[]).is_empty());
         let unrouted = service_ports(&service("ClusterIP", "10.43.0.7"), &[]);
         assert!(unrouted.iter().all(|p| p.endpoints.is_empty()), "no slices, no endpoints");
+    }
+
+    #[test]
+    fn node_ports_external_ips_and_load_balancer_ingress() {
+        use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+        let with_ports = |mut svc: Service| {
+            let spec = svc.spec.get_or_insert_with(Default::default);
+            for (port, node_port) in spec.ports.iter_mut().flatten().zip([30080, 30053]) {
+                port.node_port = Some(node_port);
+            }
+            spec.external_ips = Some(vec!["192.168.9.9".into(), "not an IP".into()]);
+            svc.status = Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress { ip: Some("192.168.9.1".into()), ..Default::default() }]),
+                }),
+                ..Default::default()
+            });
+            svc
+        };
+        let lb = service_ports(&with_ports(service("LoadBalancer", "10.43.0.7")), &[]);
+        assert_eq!(lb[0].node_port, Some(30080));
+        assert_eq!(lb[1].node_port, Some(30053));
+        let expected: Vec<IpAddr> = ["192.168.9.1", "192.168.9.9"].iter().filter_map(|ip| ip.parse().ok()).collect();
+        assert_eq!(lb[0].external_ips, expected);
+        assert!(lb[0].localhost, "a LoadBalancer answers on localhost");
+        let cluster_ip = service_ports(&with_ports(service("ClusterIP", "10.43.0.7")), &[]);
+        assert_eq!(cluster_ip[0].node_port, None, "a ClusterIP Service has no NodePort even if one is set");
+        let only_spec: Vec<IpAddr> = ["192.168.9.9"].iter().filter_map(|ip| ip.parse().ok()).collect();
+        assert_eq!(
+            cluster_ip[0].external_ips, only_spec,
+            "externalIPs apply to any type; ingress only to LoadBalancer"
+        );
+        assert!(!cluster_ip[0].localhost);
     }
 }

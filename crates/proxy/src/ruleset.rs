@@ -7,7 +7,7 @@
 //! come back through this node otherwise: a client outside the cluster CIDR, or a pod reaching itself (hairpin).
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,16 @@ pub fn service_chain(port: &ServicePort) -> String {
     format!("service-{}-{}", short_hash(&port.id()), port.id())
 }
 
+/// The name of the chain that traffic from outside the cluster (NodePort, LoadBalancer, externalIPs, localhost)
+/// passes before its service port's chain.
+pub fn external_chain(port: &ServicePort) -> String {
+    format!("external-{}-{}", short_hash(&port.id()), port.id())
+}
+
+fn ipv4(ips: &[IpAddr]) -> Vec<Ipv4Addr> {
+    ips.iter().filter_map(|ip| if let IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect()
+}
+
 /// The name of the chain that DNATs to one endpoint of a service port.
 pub fn endpoint_chain(port: &ServicePort, endpoint: &Endpoint) -> String {
     let id = format!("{}__{}/{}", port.id(), endpoint.ip, endpoint.port);
@@ -52,31 +62,47 @@ pub fn full_sync(config: &RulesetConfig, ports: &[ServicePort]) -> String {
     let t = &config.table;
     // Creating then deleting makes the script valid whether or not the table exists; it all commits at once.
     let _ = writeln!(out, "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
-    let routed: Vec<(&ServicePort, Vec<std::net::Ipv4Addr>)> = ports
-        .iter()
-        .map(|p| {
-            (p, p.cluster_ips.iter().filter_map(|ip| if let IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect())
-        })
-        .collect();
+    let routed: Vec<(&ServicePort, Vec<Ipv4Addr>)> = ports.iter().map(|p| (p, ipv4(&p.cluster_ips))).collect();
 
     let mut cluster_ips: Vec<String> = routed.iter().flat_map(|(_, ips)| ips.iter().map(|ip| ip.to_string())).collect();
     cluster_ips.sort();
     cluster_ips.dedup();
     let mut service_ips = Vec::new();
     let mut no_endpoints = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut no_endpoint_node_ports = Vec::new();
     for (port, ips) in &routed {
-        for ip in ips {
-            let key = format!("{ip} . {} . {}", port.protocol.as_str(), port.port);
+        let proto = port.protocol.as_str();
+        let service = format!("goto {}", service_chain(port));
+        let external = format!("goto {}", external_chain(port));
+        let mut destinations: Vec<(Ipv4Addr, &String)> = ips.iter().map(|ip| (*ip, &service)).collect();
+        destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, &external)));
+        if port.localhost {
+            destinations.push((Ipv4Addr::LOCALHOST, &external));
+        }
+        for (ip, verdict) in destinations {
+            let key = format!("{ip} . {proto} . {}", port.port);
             if port.endpoints.is_empty() {
                 no_endpoints.push(format!("{key} : goto reject-chain"));
             } else {
-                service_ips.push(format!("{key} : goto {}", service_chain(port)));
+                service_ips.push(format!("{key} : {verdict}"));
+            }
+        }
+        if let Some(node_port) = port.node_port {
+            let key = format!("{proto} . {node_port}");
+            if port.endpoints.is_empty() {
+                no_endpoint_node_ports.push(format!("{key} : goto reject-chain"));
+            } else {
+                node_ports.push(format!("{key} : {external}"));
             }
         }
     }
+    let by_address = "ipv4_addr . inet_proto . inet_service : verdict";
     set(&mut out, "set", "cluster-ips", "ipv4_addr", &cluster_ips);
-    set(&mut out, "map", "service-ips", "ipv4_addr . inet_proto . inet_service : verdict", &service_ips);
-    set(&mut out, "map", "no-endpoint-services", "ipv4_addr . inet_proto . inet_service : verdict", &no_endpoints);
+    set(&mut out, "map", "service-ips", by_address, &service_ips);
+    set(&mut out, "map", "no-endpoint-services", by_address, &no_endpoints);
+    set(&mut out, "map", "service-nodeports", "inet_proto . inet_service : verdict", &node_ports);
+    set(&mut out, "map", "no-endpoint-nodeports", "inet_proto . inet_service : verdict", &no_endpoint_node_ports);
 
     let base = [
         ("nat-prerouting", "nat hook prerouting priority dstnat", "jump services"),
@@ -88,16 +114,24 @@ pub fn full_sync(config: &RulesetConfig, ports: &[ServicePort]) -> String {
         let _ = writeln!(out, "  chain {name} {{\n    type {hook}; policy accept;\n    {rule}\n  }}");
     }
     for hook in ["input", "forward", "output"] {
+        // route_localnet lets localhost Services work; it must not let other hosts reach 127.0.0.0/8 services.
+        let guard = if hook == "input" {
+            "\n    iifname != \"lo\" ip daddr 127.0.0.0/8 ct state new drop comment \"martian localhost traffic\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "  chain filter-{hook} {{\n    type filter hook {hook} priority filter - 10; policy accept;\n    ct state new \
-             jump service-endpoints-check\n    ct state new jump cluster-ips-check\n  }}"
+            "  chain filter-{hook} {{\n    type filter hook {hook} priority filter - 10; policy accept;{guard}\n    ct \
+             state new jump service-endpoints-check\n    ct state new jump cluster-ips-check\n  }}"
         );
     }
     let _ = writeln!(
         out,
-        "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @service-ips\n  }}\n  chain \
-         service-endpoints-check {{\n    ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n  }}\n  chain \
+        "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @service-ips\n    fib daddr type local meta \
+         l4proto . th dport vmap @service-nodeports\n  }}\n  chain service-endpoints-check {{\n    ip daddr . meta \
+         l4proto . th dport vmap @no-endpoint-services\n    fib daddr type local meta l4proto . th dport vmap \
+         @no-endpoint-nodeports\n  }}\n  chain \
          cluster-ips-check {{\n    ip daddr @cluster-ips reject comment \"a port the ClusterIP does not serve\"\n    \
          ip daddr {} drop comment \"an unallocated ClusterIP\"\n  }}\n  chain reject-chain {{\n    reject\n  }}\n  \
          chain mark-for-masquerade {{\n    meta mark set meta mark or {MASQUERADE_MARK}\n  }}\n  chain masquerading \
@@ -110,6 +144,16 @@ pub fn full_sync(config: &RulesetConfig, ports: &[ServicePort]) -> String {
             continue;
         }
         service_chain_rules(&mut out, config, port, ips);
+        if port.node_port.is_some() || port.localhost || !port.external_ips.is_empty() {
+            // From outside the cluster (or from the node's localhost): always masqueraded, so replies come back
+            // through this node.
+            let _ = writeln!(
+                out,
+                "  chain {} {{\n    jump mark-for-masquerade\n    goto {}\n  }}",
+                external_chain(port),
+                service_chain(port)
+            );
+        }
         for endpoint in &port.endpoints {
             endpoint_chain_rules(&mut out, port, endpoint);
         }
@@ -126,7 +170,7 @@ fn set(out: &mut String, kind: &str, name: &str, type_: &str, elements: &[String
     out.push_str("  }\n");
 }
 
-fn service_chain_rules(out: &mut String, config: &RulesetConfig, port: &ServicePort, ips: &[std::net::Ipv4Addr]) {
+fn service_chain_rules(out: &mut String, config: &RulesetConfig, port: &ServicePort, ips: &[Ipv4Addr]) {
     let _ = writeln!(out, "  chain {} {{", service_chain(port));
     for ip in ips {
         let _ = writeln!(
@@ -166,6 +210,9 @@ mod tests {
             protocol: Protocol::Tcp,
             cluster_ips: vec![ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))],
             port: 80,
+            node_port: None,
+            external_ips: vec![],
+            localhost: false,
             endpoints: endpoints.iter().filter_map(|e| e.parse().ok()).map(|ip| Endpoint { ip, port: 8080 }).collect(),
         }
     }
@@ -204,6 +251,37 @@ mod tests {
         assert!(script.starts_with("add table inet skiff\ndelete table inet skiff\ntable inet skiff {\n"), "{script}");
         assert!(script.contains("ip daddr 10.43.0.0/16 drop"), "{script}");
         assert!(!script.contains("empty/tcp"), "a Service without endpoints has no chain: {script}");
+    }
+
+    #[test]
+    fn node_ports_load_balancers_and_external_ips_enter_through_the_external_chain() {
+        let mut lb = port("lb", "10.43.0.20", &["10.42.0.2"]);
+        lb.node_port = Some(30080);
+        lb.external_ips = vec!["192.168.200.100".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))];
+        lb.localhost = true;
+        let mut empty = port("empty", "10.43.0.21", &[]);
+        empty.node_port = Some(30081);
+        let script = full_sync(&config(), &[empty, lb.clone()]);
+        let (svc, ext) = (service_chain(&lb), external_chain(&lb));
+        assert!(ext.starts_with("external-") && ext.ends_with("-default/lb/tcp/http"), "{ext}");
+        let service_ips = format!(
+            "  map service-ips {{\n    type ipv4_addr . inet_proto . inet_service : verdict;\n    elements = {{\n      \
+             10.43.0.20 . tcp . 80 : goto {svc},\n      192.168.200.100 . tcp . 80 : goto {ext},\n      127.0.0.1 . tcp \
+             . 80 : goto {ext}\n    }}\n  }}\n"
+        );
+        assert!(script.contains(&service_ips), "{script}");
+        let node_ports = format!(
+            "  map service-nodeports {{\n    type inet_proto . inet_service : verdict;\n    elements = {{\n      tcp . \
+             30080 : goto {ext}\n    }}\n  }}\n  map no-endpoint-nodeports {{\n    type inet_proto . inet_service : \
+             verdict;\n    elements = {{\n      tcp . 30081 : goto reject-chain\n    }}\n  }}\n"
+        );
+        assert!(script.contains(&node_ports), "{script}");
+        let external = format!("  chain {ext} {{\n    jump mark-for-masquerade\n    goto {svc}\n  }}\n");
+        assert!(script.contains(&external), "{script}");
+        assert!(script.contains("fib daddr type local meta l4proto . th dport vmap @service-nodeports"), "{script}");
+        assert!(script.contains("iifname != \"lo\" ip daddr 127.0.0.0/8 ct state new drop"), "{script}");
+        let plain = full_sync(&config(), &[port("web", "10.43.0.10", &["10.42.0.2"])]);
+        assert!(!plain.contains("chain external-"), "a ClusterIP Service has no external chain: {plain}");
     }
 
     #[test]

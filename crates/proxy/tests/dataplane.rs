@@ -21,7 +21,7 @@ struct Netns(String);
 
 impl Netns {
     fn new(role: &str) -> Netns {
-        let name = format!("skp-{role}-{}", std::process::id());
+        let name = format!("skp-{role}-{}", std::process::id() % 100_000);
         ip(&["netns", "add", &name]);
         Netns(name)
     }
@@ -56,18 +56,21 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The node (bridge 10.42.0.1/24, forwarding and bridge netfilter on) and two pods, 10.42.0.2 and 10.42.0.3,
-/// each answering TCP on 8080 with its name.
+/// The node (bridge 10.42.0.1/24, forwarding and bridge netfilter on), two pods, 10.42.0.2 and 10.42.0.3,
+/// each answering TCP on 8080 with its name, and a client outside the cluster: 192.168.77.2 on a veth to the
+/// node's 192.168.77.1, routing the load balancer address 192.168.200.100 through the node.
 struct Node {
     node: Netns,
     pods: Vec<Netns>,
+    outside: Netns,
 }
 
 const POD_IPS: [&str; 2] = ["10.42.0.2", "10.42.0.3"];
 
 impl Node {
-    fn new() -> Node {
-        let node = Netns::new("node");
+    /// `tag` keeps the namespaces of tests running side by side apart.
+    fn new(tag: &str) -> Node {
+        let node = Netns::new(&format!("{tag}node"));
         node.ip(&["link", "set", "lo", "up"]);
         node.ip(&["link", "add", "br0", "type", "bridge"]);
         node.ip(&["addr", "add", "10.42.0.1/24", "dev", "br0"]);
@@ -78,11 +81,22 @@ impl Node {
             std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
             // Pod-to-pod replies cross the bridge; the node's conntrack must see them to undo the DNAT.
             std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1").expect("bridge-nf-call-iptables");
+            // 127.0.0.1 NodePorts and LoadBalancer ports: a DNATed packet from localhost may leave lo.
+            std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1").expect("route_localnet");
         });
+        let outside = Netns::new(&format!("{tag}out"));
+        let uplink = format!("skpo{tag}-{}", std::process::id() % 10000);
+        node.ip(&["link", "add", &uplink, "type", "veth", "peer", "name", "eth0", "netns", &outside.0]);
+        node.ip(&["addr", "add", "192.168.77.1/24", "dev", &uplink]);
+        node.ip(&["link", "set", &uplink, "up"]);
+        outside.ip(&["link", "set", "lo", "up"]);
+        outside.ip(&["addr", "add", "192.168.77.2/24", "dev", "eth0"]);
+        outside.ip(&["link", "set", "eth0", "up"]);
+        outside.ip(&["route", "add", "192.168.200.100/32", "via", "192.168.77.1"]);
         let mut pods = Vec::new();
         for (i, pod_ip) in POD_IPS.iter().enumerate() {
-            let pod = Netns::new(&format!("pod{i}"));
-            let veth = format!("skpv{i}-{}", std::process::id() % 10000);
+            let pod = Netns::new(&format!("{tag}pod{i}"));
+            let veth = format!("skpv{tag}{i}-{}", std::process::id() % 10000);
             node.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.0]);
             node.ip(&["link", "set", &veth, "master", "br0", "up"]);
             // As the CNI bridge plugin's hairpinMode does: a pod reaching itself through its Service.
@@ -101,7 +115,7 @@ impl Node {
             });
             pods.push(pod);
         }
-        Node { node, pods }
+        Node { node, pods, outside }
     }
 }
 
@@ -113,6 +127,9 @@ fn service(name: &str, cluster_ip: &str, port: u16, endpoints: &[&str]) -> Servi
         protocol: Protocol::Tcp,
         cluster_ips: vec![cluster_ip.parse().expect("an IP")],
         port,
+        node_port: None,
+        external_ips: vec![],
+        localhost: false,
         endpoints: endpoints
             .iter()
             .map(|ip| Endpoint { ip: ip.parse::<IpAddr>().expect("an IP"), port: 8080 })
@@ -175,7 +192,7 @@ mod bound {
 
 #[test]
 fn cluster_ips_reach_ready_pods_and_refuse_fast_otherwise() {
-    let node = Node::new();
+    let node = Node::new("c");
     let services = vec![
         service("web", "10.43.0.10", 80, &POD_IPS),
         service("empty", "10.43.0.11", 80, &[]),
@@ -223,4 +240,43 @@ fn cluster_ips_reach_ready_pods_and_refuse_fast_otherwise() {
     node.node.run(|| nft::delete_table("skiff-test")).expect("the table goes");
     let after = node.node.run(|| fetch("10.43.0.12:80", None));
     assert!(after.is_err(), "no rules, no Service: {after:?}");
+}
+
+#[test]
+fn node_ports_load_balancers_and_external_ips_from_outside_and_from_localhost() {
+    let node = Node::new("n");
+    let mut node_port = service("nodeport", "10.43.0.20", 80, &POD_IPS);
+    node_port.node_port = Some(30080);
+    let mut balanced = service("balanced", "10.43.0.21", 8080, &[POD_IPS[0]]);
+    balanced.node_port = Some(30081);
+    balanced.external_ips = vec!["192.168.200.100".parse().expect("an IP")];
+    balanced.localhost = true;
+    let mut empty = service("empty", "10.43.0.22", 80, &[]);
+    empty.node_port = Some(30082);
+    let script = full_sync(&config(), &[node_port, balanced, empty]);
+    node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
+
+    // From outside: the NodePort on the node's address (both pods), the load balancer's address and NodePort.
+    let from_outside = node.outside.run(|| {
+        let spread: std::collections::BTreeSet<_> = (0..30).map(|_| fetch("192.168.77.1:30080", None)).collect();
+        let started = Instant::now();
+        let refused = fetch("192.168.77.1:30082", None);
+        (spread, fetch("192.168.200.100:8080", None), fetch("192.168.77.1:30081", None), refused, started.elapsed())
+    });
+    let both: std::collections::BTreeSet<_> = [Ok("pod0".to_string()), Ok("pod1".to_string())].into();
+    assert_eq!(from_outside.0, both, "a NodePort from outside reaches both pods");
+    assert_eq!(from_outside.1, Ok("pod0".to_string()), "the load balancer address");
+    assert_eq!(from_outside.2, Ok("pod0".to_string()), "a LoadBalancer Service's NodePort");
+    assert_eq!(from_outside.3, Err(ErrorKind::ConnectionRefused), "a NodePort without endpoints");
+    assert!(from_outside.4 < Duration::from_secs(1), "refused in {:?}", from_outside.4);
+    // From the node itself: localhost on the LoadBalancer's port and on a NodePort, and the node's own address.
+    let from_node = node
+        .node
+        .run(|| (fetch("127.0.0.1:8080", None), fetch("127.0.0.1:30080", None), fetch("192.168.77.1:30081", None)));
+    assert_eq!(from_node.0, Ok("pod0".to_string()), "localhost:8080 reaches the LoadBalancer Service");
+    assert!(from_node.1.is_ok(), "localhost reaches a NodePort: {:?}", from_node.1);
+    assert_eq!(from_node.2, Ok("pod0".to_string()), "the node's own address on a NodePort");
+    // A pod reaches a NodePort through the node's address too.
+    let from_pod = node.pods[1].run(|| fetch("192.168.77.1:30081", Some("10.42.0.3")));
+    assert_eq!(from_pod, Ok("pod0".to_string()));
 }
