@@ -2,15 +2,17 @@
 //! send a ClusterIP's traffic to the Service's Ready pods.
 //!
 //! Data flow: reflectors over Services and EndpointSlices ([`sync`]) → [`model::service_ports`] (one routed unit
-//! per Service port, with the endpoints upstream kube-proxy would choose) → [`ruleset::full_sync`] (the table, in
-//! kube-proxy's nftables shape) → [`nft::apply`] (`nft -f -`, one atomic transaction).
+//! per Service port, with the endpoints upstream kube-proxy would choose) → [`ruleset::Ruleset`] (the desired table
+//! as data, in kube-proxy's nftables shape) → diffed against the mirror of the last applied ruleset
+//! ([`ruleset::Ruleset::update_script`]: only new, changed and stale chains and elements) → [`nft::apply`]
+//! (`nft -f -`, one atomic transaction). The first sync after a start, and the first after a failure, replace the
+//! whole table in one transaction instead, which also reconciles whatever an earlier run left there.
 //!
-//! This is the first slice of the proxy: ClusterIP routing with random balancing, fast rejection for Services
-//! without endpoints and for unserved ports, and masquerade for hairpin and off-cluster clients, written as a full
-//! replacement of the table by the loop the node agent runs. Still to come: incremental syncs diffed against an
-//! in-memory mirror, NodePort/LoadBalancer/externalIPs, session affinity, traffic policies, UDP conntrack cleanup
-//! and metrics. Rules go through the `nft` tool for now (`nft -f -` batches are atomic and
-//! readable when debugging); netlink will be measured against it with the incremental syncs.
+//! Routed: ClusterIP with random balancing, fast rejection for Services without endpoints and for unserved ports,
+//! NodePort on every local address, LoadBalancer ingress addresses, externalIPs and 127.0.0.1 for LoadBalancer
+//! ports, masquerade for hairpin, off-cluster and external clients. Still to come: session affinity, traffic
+//! policies, UDP conntrack cleanup and metrics. Rules go through the `nft` tool (`nft -f -` batches are atomic and
+//! readable when debugging); see `docs/benchmarks.md` for what it costs.
 
 pub mod model;
 pub mod nft;

@@ -5,9 +5,18 @@
 //! without endpoints are rejected at once from a second map; a ClusterIP on a port it does not serve (and ICMP to
 //! it) is rejected, an unallocated address in the service CIDR dropped. Masquerade only where the reply would not
 //! come back through this node otherwise: a client outside the cluster CIDR, or a pod reaching itself (hairpin).
+//!
+//! A [`Ruleset`] is the desired table as data: the fixed skeleton, the elements of the shared maps, and per
+//! service port the chains it owns. [`Ruleset::full_script`] writes all of it as one table replacement;
+//! [`Ruleset::update_script`] diffs it against the ruleset last applied (the in-memory mirror of the kernel's
+//! table) and writes only the change: new chains, chains whose rules changed (flushed and refilled), map
+//! elements removed and added, and stale chains flushed then deleted — one transaction either way.
 
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
@@ -17,8 +26,24 @@ use crate::model::{Endpoint, ServicePort};
 /// The packet mark that asks `nat-postrouting` to masquerade.
 const MASQUERADE_MARK: &str = "0x4000";
 
+/// The shared set and maps, with their element types, in the order the table declares them.
+const CLUSTER_IPS: &str = "cluster-ips";
+const SERVICE_IPS: &str = "service-ips";
+const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+const SERVICE_NODEPORTS: &str = "service-nodeports";
+const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+const BY_ADDRESS: &str = "ipv4_addr . inet_proto . inet_service : verdict";
+const BY_PORT: &str = "inet_proto . inet_service : verdict";
+const SHARED: [(&str, &str, &str); 5] = [
+    ("set", CLUSTER_IPS, "ipv4_addr"),
+    ("map", SERVICE_IPS, BY_ADDRESS),
+    ("map", NO_ENDPOINT_SERVICES, BY_ADDRESS),
+    ("map", SERVICE_NODEPORTS, BY_PORT),
+    ("map", NO_ENDPOINT_NODEPORTS, BY_PORT),
+];
+
 /// What the ruleset depends on besides the services.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulesetConfig {
     /// The `inet` table the proxy owns.
     pub table: String,
@@ -40,10 +65,6 @@ pub fn external_chain(port: &ServicePort) -> String {
     format!("external-{}-{}", short_hash(&port.id()), port.id())
 }
 
-fn ipv4(ips: &[IpAddr]) -> Vec<Ipv4Addr> {
-    ips.iter().filter_map(|ip| if let IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect()
-}
-
 /// The name of the chain that DNATs to one endpoint of a service port.
 pub fn endpoint_chain(port: &ServicePort, endpoint: &Endpoint) -> String {
     let id = format!("{}__{}/{}", port.id(), endpoint.ip, endpoint.port);
@@ -55,55 +76,202 @@ fn short_hash(s: &str) -> String {
     digest.iter().take(4).map(|b| format!("{b:02X}")).collect()
 }
 
-/// A script for `nft -f -` that replaces the whole table in one transaction. IPv4 only for now: IPv6 cluster IPs
-/// are skipped.
-pub fn full_sync(config: &RulesetConfig, ports: &[ServicePort]) -> String {
-    let mut out = String::new();
-    let t = &config.table;
-    // Creating then deleting makes the script valid whether or not the table exists; it all commits at once.
-    let _ = writeln!(out, "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
-    let routed: Vec<(&ServicePort, Vec<Ipv4Addr>)> = ports.iter().map(|p| (p, ipv4(&p.cluster_ips))).collect();
+fn ipv4(ips: &[IpAddr]) -> Vec<Ipv4Addr> {
+    ips.iter().filter_map(|ip| if let IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect()
+}
 
-    let mut cluster_ips: Vec<String> = routed.iter().flat_map(|(_, ips)| ips.iter().map(|ip| ip.to_string())).collect();
-    cluster_ips.sort();
-    cluster_ips.dedup();
-    let mut service_ips = Vec::new();
-    let mut no_endpoints = Vec::new();
-    let mut node_ports = Vec::new();
-    let mut no_endpoint_node_ports = Vec::new();
-    for (port, ips) in &routed {
-        let proto = port.protocol.as_str();
-        let service = format!("goto {}", service_chain(port));
-        let external = format!("goto {}", external_chain(port));
-        let mut destinations: Vec<(Ipv4Addr, &String)> = ips.iter().map(|ip| (*ip, &service)).collect();
-        destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, &external)));
-        if port.localhost {
-            destinations.push((Ipv4Addr::LOCALHOST, &external));
+/// A chain of the table and its rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chain {
+    name: String,
+    rules: Vec<String>,
+}
+
+/// An element of one of the shared sets or maps; a set's element has no verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Element {
+    container: &'static str,
+    key: String,
+    verdict: Option<String>,
+}
+
+/// What one service port puts in the table: the chains it owns and its elements in the shared maps.
+#[derive(Debug, PartialEq, Eq)]
+struct PortRules {
+    port: ServicePort,
+    chains: Vec<Chain>,
+    elements: Vec<Element>,
+}
+
+/// The desired table. IPv4 only for now: IPv6 cluster IPs are skipped.
+#[derive(Debug, Clone)]
+pub struct Ruleset {
+    config: RulesetConfig,
+    /// By service port id. Shared with the ruleset it was built from where the port did not change, so building
+    /// and diffing cost little for the ports that stayed the same.
+    ports: BTreeMap<String, Arc<PortRules>>,
+    /// Every shared element: (container, key) → verdict. Two ports claiming one key: the first by id wins.
+    elements: BTreeMap<(&'static str, String), Option<String>>,
+}
+
+impl Ruleset {
+    /// The ruleset for `ports`, reusing what `previous` computed for ports that have not changed.
+    pub fn new(config: &RulesetConfig, ports: Vec<ServicePort>, previous: Option<&Ruleset>) -> Ruleset {
+        let reusable = previous.filter(|p| p.config == *config);
+        let ports: BTreeMap<String, Arc<PortRules>> = ports
+            .into_iter()
+            .map(|port| {
+                let id = port.id();
+                let rules = match reusable.and_then(|p| p.ports.get(&id)) {
+                    Some(same) if same.port == port => same.clone(),
+                    _ => Arc::new(port_rules(config, port)),
+                };
+                (id, rules)
+            })
+            .collect();
+        let mut elements = BTreeMap::new();
+        for element in ports.values().flat_map(|p| &p.elements) {
+            elements.entry((element.container, element.key.clone())).or_insert_with(|| element.verdict.clone());
         }
-        for (ip, verdict) in destinations {
-            let key = format!("{ip} . {proto} . {}", port.port);
-            if port.endpoints.is_empty() {
-                no_endpoints.push(format!("{key} : goto reject-chain"));
-            } else {
-                service_ips.push(format!("{key} : {verdict}"));
-            }
-        }
-        if let Some(node_port) = port.node_port {
-            let key = format!("{proto} . {node_port}");
-            if port.endpoints.is_empty() {
-                no_endpoint_node_ports.push(format!("{key} : goto reject-chain"));
-            } else {
-                node_ports.push(format!("{key} : {external}"));
-            }
-        }
+        Ruleset { config: config.clone(), ports, elements }
     }
-    let by_address = "ipv4_addr . inet_proto . inet_service : verdict";
-    set(&mut out, "set", "cluster-ips", "ipv4_addr", &cluster_ips);
-    set(&mut out, "map", "service-ips", by_address, &service_ips);
-    set(&mut out, "map", "no-endpoint-services", by_address, &no_endpoints);
-    set(&mut out, "map", "service-nodeports", "inet_proto . inet_service : verdict", &node_ports);
-    set(&mut out, "map", "no-endpoint-nodeports", "inet_proto . inet_service : verdict", &no_endpoint_node_ports);
 
+    /// How many service ports, chains (the proxy's own, besides the fixed skeleton) and shared-map elements.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.ports.len(), self.ports.values().map(|p| p.chains.len()).sum(), self.elements.len())
+    }
+
+    /// A script for `nft -f -` that replaces the whole table in one transaction.
+    pub fn full_script(&self) -> String {
+        let mut out = String::new();
+        let t = &self.config.table;
+        // Creating then deleting makes the script valid whether or not the table exists; it all commits at once.
+        let _ = writeln!(out, "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
+        for (kind, name, type_) in SHARED {
+            let _ = write!(out, "  {kind} {name} {{\n    type {type_};\n");
+            let elements: Vec<String> = self
+                .elements
+                .iter()
+                .filter(|((container, _), _)| *container == name)
+                .map(|((_, key), verdict)| element_text(key, verdict.as_deref()))
+                .collect();
+            if !elements.is_empty() {
+                let _ = writeln!(out, "    elements = {{\n      {}\n    }}", elements.join(",\n      "));
+            }
+            out.push_str("  }\n");
+        }
+        skeleton(&mut out, &self.config);
+        for chain in self.ports.values().flat_map(|p| &p.chains) {
+            let _ = writeln!(out, "  chain {} {{", chain.name);
+            for rule in &chain.rules {
+                let _ = writeln!(out, "    {rule}");
+            }
+            out.push_str("  }\n");
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A script that turns `applied` (what the kernel holds) into this ruleset in one transaction, touching only
+    /// what differs; `None` when nothing does. A different configuration replaces the table.
+    pub fn update_script(&self, applied: &Ruleset) -> Option<String> {
+        if self.config != applied.config {
+            return Some(self.full_script());
+        }
+        let t = &self.config.table;
+        let mut new_chains = Vec::new();
+        let mut refills = Vec::new();
+        let mut stale = Vec::new();
+        for (id, port) in &self.ports {
+            match applied.ports.get(id) {
+                Some(old) if Arc::ptr_eq(old, port) || old.chains == port.chains => {}
+                Some(old) => {
+                    let before: BTreeMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+                    let after: BTreeMap<&str, &Chain> = port.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+                    for chain in &port.chains {
+                        match before.get(chain.name.as_str()) {
+                            None => new_chains.push(chain),
+                            Some(was) if was.rules != chain.rules => refills.push(chain),
+                            Some(_) => {}
+                        }
+                    }
+                    stale.extend(old.chains.iter().filter(|c| !after.contains_key(c.name.as_str())));
+                }
+                None => new_chains.extend(&port.chains),
+            }
+        }
+        for (id, old) in &applied.ports {
+            if !self.ports.contains_key(id) {
+                stale.extend(&old.chains);
+            }
+        }
+        let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        // Both maps are sorted: one merge walk finds what went, what came and what changed its verdict.
+        let (mut before, mut after) = (applied.elements.iter().peekable(), self.elements.iter().peekable());
+        loop {
+            let order = match (before.peek(), after.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((old, _)), Some((new, _))) => old.cmp(new),
+            };
+            let old = if order.is_le() { before.next() } else { None };
+            let new = if order.is_ge() { after.next() } else { None };
+            if let (Some((_, was)), Some((_, is))) = (old, new)
+                && was == is
+            {
+                continue;
+            }
+            if let Some(((container, key), _)) = old {
+                removed.entry(container).or_default().push(key);
+            }
+            if let Some(((container, key), verdict)) = new {
+                added.entry(container).or_default().push(element_text(key, verdict.as_deref()));
+            }
+        }
+        if new_chains.is_empty() && refills.is_empty() && stale.is_empty() && removed.is_empty() && added.is_empty() {
+            return None;
+        }
+        // Order matters within the transaction: chains exist before rules and elements point at them, and a chain
+        // is deleted only once nothing jumps to it any more.
+        let mut out = String::new();
+        for chain in &new_chains {
+            let _ = writeln!(out, "add chain inet {t} {}", chain.name);
+        }
+        for chain in &refills {
+            let _ = writeln!(out, "flush chain inet {t} {}", chain.name);
+        }
+        for chain in new_chains.iter().chain(&refills) {
+            for rule in &chain.rules {
+                let _ = writeln!(out, "add rule inet {t} {} {rule}", chain.name);
+            }
+        }
+        for (container, keys) in removed {
+            let _ = writeln!(out, "delete element inet {t} {container} {{ {} }}", keys.join(", "));
+        }
+        for (container, elements) in added {
+            let _ = writeln!(out, "add element inet {t} {container} {{ {} }}", elements.join(", "));
+        }
+        for chain in &stale {
+            let _ = writeln!(out, "flush chain inet {t} {}", chain.name);
+        }
+        for chain in &stale {
+            let _ = writeln!(out, "delete chain inet {t} {}", chain.name);
+        }
+        Some(out)
+    }
+}
+
+fn element_text(key: &str, verdict: Option<&str>) -> String {
+    match verdict {
+        Some(verdict) => format!("{key} : {verdict}"),
+        None => key.to_string(),
+    }
+}
+
+/// The base chains and the fixed chains every service port's rules lead through.
+fn skeleton(out: &mut String, config: &RulesetConfig) {
     let base = [
         ("nat-prerouting", "nat hook prerouting priority dstnat", "jump services"),
         // nft 1.0.6 knows `dstnat` only at prerouting; -100 is its value.
@@ -128,73 +296,88 @@ pub fn full_sync(config: &RulesetConfig, ports: &[ServicePort]) -> String {
     }
     let _ = writeln!(
         out,
-        "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @service-ips\n    fib daddr type local meta \
-         l4proto . th dport vmap @service-nodeports\n  }}\n  chain service-endpoints-check {{\n    ip daddr . meta \
-         l4proto . th dport vmap @no-endpoint-services\n    fib daddr type local meta l4proto . th dport vmap \
-         @no-endpoint-nodeports\n  }}\n  chain \
-         cluster-ips-check {{\n    ip daddr @cluster-ips reject comment \"a port the ClusterIP does not serve\"\n    \
-         ip daddr {} drop comment \"an unallocated ClusterIP\"\n  }}\n  chain reject-chain {{\n    reject\n  }}\n  \
-         chain mark-for-masquerade {{\n    meta mark set meta mark or {MASQUERADE_MARK}\n  }}\n  chain masquerading \
-         {{\n    meta mark & {MASQUERADE_MARK} == 0 return\n    meta mark set meta mark xor {MASQUERADE_MARK}\n    \
-         masquerade fully-random\n  }}",
+        "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}\n    fib daddr type local \
+         meta l4proto . th dport vmap @{SERVICE_NODEPORTS}\n  }}\n  chain service-endpoints-check {{\n    ip daddr . \
+         meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}\n    fib daddr type local meta l4proto . th dport vmap \
+         @{NO_ENDPOINT_NODEPORTS}\n  }}\n  chain cluster-ips-check {{\n    ip daddr @{CLUSTER_IPS} reject comment \"a \
+         port the ClusterIP does not serve\"\n    ip daddr {} drop comment \"an unallocated ClusterIP\"\n  }}\n  chain \
+         reject-chain {{\n    reject\n  }}\n  chain mark-for-masquerade {{\n    meta mark set meta mark or \
+         {MASQUERADE_MARK}\n  }}\n  chain masquerading {{\n    meta mark & {MASQUERADE_MARK} == 0 return\n    meta \
+         mark set meta mark xor {MASQUERADE_MARK}\n    masquerade fully-random\n  }}",
         config.service_cidr
     );
-    for (port, ips) in &routed {
-        if port.endpoints.is_empty() || ips.is_empty() {
-            continue;
-        }
-        service_chain_rules(&mut out, config, port, ips);
+}
+
+/// The chains and shared elements of one service port.
+fn port_rules(config: &RulesetConfig, port: ServicePort) -> PortRules {
+    let ips = ipv4(&port.cluster_ips);
+    let proto = port.protocol.as_str();
+    let service = format!("goto {}", service_chain(&port));
+    let external = format!("goto {}", external_chain(&port));
+    let reject = "goto reject-chain".to_string();
+    let has_endpoints = !port.endpoints.is_empty() && !ips.is_empty();
+    let mut elements: Vec<Element> =
+        ips.iter().map(|ip| Element { container: CLUSTER_IPS, key: ip.to_string(), verdict: None }).collect();
+    let mut destinations: Vec<(Ipv4Addr, &String)> = ips.iter().map(|ip| (*ip, &service)).collect();
+    destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, &external)));
+    if port.localhost {
+        destinations.push((Ipv4Addr::LOCALHOST, &external));
+    }
+    for (ip, verdict) in destinations {
+        let key = format!("{ip} . {proto} . {}", port.port);
+        elements.push(if has_endpoints {
+            Element { container: SERVICE_IPS, key, verdict: Some(verdict.clone()) }
+        } else {
+            Element { container: NO_ENDPOINT_SERVICES, key, verdict: Some(reject.clone()) }
+        });
+    }
+    if let Some(node_port) = port.node_port {
+        let key = format!("{proto} . {node_port}");
+        elements.push(if has_endpoints {
+            Element { container: SERVICE_NODEPORTS, key, verdict: Some(external.clone()) }
+        } else {
+            Element { container: NO_ENDPOINT_NODEPORTS, key, verdict: Some(reject) }
+        });
+    }
+    let mut chains = Vec::new();
+    if has_endpoints {
+        chains.push(service_chain_rules(config, &port, &ips));
         if port.node_port.is_some() || port.localhost || !port.external_ips.is_empty() {
             // From outside the cluster (or from the node's localhost): always masqueraded, so replies come back
             // through this node.
-            let _ = writeln!(
-                out,
-                "  chain {} {{\n    jump mark-for-masquerade\n    goto {}\n  }}",
-                external_chain(port),
-                service_chain(port)
-            );
+            chains.push(Chain { name: external_chain(&port), rules: vec!["jump mark-for-masquerade".into(), service] });
         }
-        for endpoint in &port.endpoints {
-            endpoint_chain_rules(&mut out, port, endpoint);
-        }
+        chains.extend(port.endpoints.iter().map(|endpoint| endpoint_chain_rules(&port, endpoint)));
     }
-    out.push_str("}\n");
-    out
+    PortRules { port, chains, elements }
 }
 
-fn set(out: &mut String, kind: &str, name: &str, type_: &str, elements: &[String]) {
-    let _ = write!(out, "  {kind} {name} {{\n    type {type_};\n");
-    if !elements.is_empty() {
-        let _ = writeln!(out, "    elements = {{\n      {}\n    }}", elements.join(",\n      "));
-    }
-    out.push_str("  }\n");
-}
-
-fn service_chain_rules(out: &mut String, config: &RulesetConfig, port: &ServicePort, ips: &[Ipv4Addr]) {
-    let _ = writeln!(out, "  chain {} {{", service_chain(port));
-    for ip in ips {
-        let _ = writeln!(
-            out,
-            "    ip daddr {ip} meta l4proto {} th dport {} ip saddr != {} jump mark-for-masquerade",
-            port.protocol.as_str(),
-            port.port,
-            config.cluster_cidr
-        );
-    }
+fn service_chain_rules(config: &RulesetConfig, port: &ServicePort, ips: &[Ipv4Addr]) -> Chain {
+    let mut rules: Vec<String> = ips
+        .iter()
+        .map(|ip| {
+            format!(
+                "ip daddr {ip} meta l4proto {} th dport {} ip saddr != {} jump mark-for-masquerade",
+                port.protocol.as_str(),
+                port.port,
+                config.cluster_cidr
+            )
+        })
+        .collect();
     let targets: Vec<String> =
         port.endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
-    let _ = writeln!(out, "    numgen random mod {} vmap {{ {} }}\n  }}", targets.len(), targets.join(", "));
+    rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), targets.join(", ")));
+    Chain { name: service_chain(port), rules }
 }
 
-fn endpoint_chain_rules(out: &mut String, port: &ServicePort, endpoint: &Endpoint) {
-    let _ = writeln!(
-        out,
-        "  chain {} {{\n    ip saddr {ip} jump mark-for-masquerade\n    meta l4proto {} dnat ip to {ip}:{}\n  }}",
-        endpoint_chain(port, endpoint),
-        port.protocol.as_str(),
-        endpoint.port,
-        ip = endpoint.ip,
-    );
+fn endpoint_chain_rules(port: &ServicePort, endpoint: &Endpoint) -> Chain {
+    Chain {
+        name: endpoint_chain(port, endpoint),
+        rules: vec![
+            format!("ip saddr {} jump mark-for-masquerade", endpoint.ip),
+            format!("meta l4proto {} dnat ip to {}:{}", port.protocol.as_str(), endpoint.ip, endpoint.port),
+        ],
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +411,7 @@ mod tests {
     #[test]
     fn a_cluster_ip_with_endpoints_and_one_without() {
         let web = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
-        let script = full_sync(&config(), &[web.clone(), port("empty", "10.43.0.11", &[])]);
+        let script = Ruleset::new(&config(), vec![web.clone(), port("empty", "10.43.0.11", &[])], None).full_script();
         let svc = service_chain(&web);
         let ep2 = endpoint_chain(&web, &web.endpoints[0]);
         let ep3 = endpoint_chain(&web, &web.endpoints[1]);
@@ -261,13 +444,13 @@ mod tests {
         lb.localhost = true;
         let mut empty = port("empty", "10.43.0.21", &[]);
         empty.node_port = Some(30081);
-        let script = full_sync(&config(), &[empty, lb.clone()]);
+        let script = Ruleset::new(&config(), vec![empty, lb.clone()], None).full_script();
         let (svc, ext) = (service_chain(&lb), external_chain(&lb));
         assert!(ext.starts_with("external-") && ext.ends_with("-default/lb/tcp/http"), "{ext}");
         let service_ips = format!(
             "  map service-ips {{\n    type ipv4_addr . inet_proto . inet_service : verdict;\n    elements = {{\n      \
-             10.43.0.20 . tcp . 80 : goto {svc},\n      192.168.200.100 . tcp . 80 : goto {ext},\n      127.0.0.1 . tcp \
-             . 80 : goto {ext}\n    }}\n  }}\n"
+             10.43.0.20 . tcp . 80 : goto {svc},\n      127.0.0.1 . tcp . 80 : goto {ext},\n      192.168.200.100 . \
+             tcp . 80 : goto {ext}\n    }}\n  }}\n"
         );
         assert!(script.contains(&service_ips), "{script}");
         let node_ports = format!(
@@ -280,7 +463,7 @@ mod tests {
         assert!(script.contains(&external), "{script}");
         assert!(script.contains("fib daddr type local meta l4proto . th dport vmap @service-nodeports"), "{script}");
         assert!(script.contains("iifname != \"lo\" ip daddr 127.0.0.0/8 ct state new drop"), "{script}");
-        let plain = full_sync(&config(), &[port("web", "10.43.0.10", &["10.42.0.2"])]);
+        let plain = Ruleset::new(&config(), vec![port("web", "10.43.0.10", &["10.42.0.2"])], None).full_script();
         assert!(!plain.contains("chain external-"), "a ClusterIP Service has no external chain: {plain}");
     }
 
@@ -291,5 +474,114 @@ mod tests {
         assert_eq!(service_chain(&a), service_chain(&a.clone()));
         assert_ne!(service_chain(&a), service_chain(&b));
         assert_ne!(endpoint_chain(&a, &a.endpoints[0]), endpoint_chain(&b, &b.endpoints[0]));
+    }
+
+    fn lines(script: &str) -> Vec<&str> {
+        script.lines().collect()
+    }
+
+    #[test]
+    fn an_unchanged_ruleset_needs_no_transaction() {
+        let ports = vec![port("web", "10.43.0.10", &["10.42.0.2"]), port("empty", "10.43.0.11", &[])];
+        let applied = Ruleset::new(&config(), ports.clone(), None);
+        let again = Ruleset::new(&config(), ports, Some(&applied));
+        assert_eq!(again.update_script(&applied), None);
+        assert_eq!(again.full_script(), applied.full_script());
+    }
+
+    #[test]
+    fn a_new_endpoint_adds_its_chain_and_rewrites_only_its_service_chain() {
+        let other = port("other", "10.43.0.9", &["10.42.0.7"]);
+        let before = port("web", "10.43.0.10", &["10.42.0.2"]);
+        let after = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
+        let applied = Ruleset::new(&config(), vec![other.clone(), before], None);
+        let desired = Ruleset::new(&config(), vec![other, after.clone()], Some(&applied));
+        let script = desired.update_script(&applied).unwrap_or_default();
+        let (svc, ep2, ep3) = (
+            service_chain(&after),
+            endpoint_chain(&after, &after.endpoints[0]),
+            endpoint_chain(&after, &after.endpoints[1]),
+        );
+        assert_eq!(
+            lines(&script),
+            [
+                format!("add chain inet skiff {ep3}"),
+                format!("flush chain inet skiff {svc}"),
+                format!("add rule inet skiff {ep3} ip saddr 10.42.0.3 jump mark-for-masquerade"),
+                format!("add rule inet skiff {ep3} meta l4proto tcp dnat ip to 10.42.0.3:8080"),
+                format!(
+                    "add rule inet skiff {svc} ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 \
+                     jump mark-for-masquerade"
+                ),
+                format!("add rule inet skiff {svc} numgen random mod 2 vmap {{ 0 : goto {ep2}, 1 : goto {ep3} }}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn losing_every_endpoint_moves_the_elements_then_removes_the_chains() {
+        let before = port("web", "10.43.0.10", &["10.42.0.2"]);
+        let mut after = before.clone();
+        after.endpoints.clear();
+        let applied = Ruleset::new(&config(), vec![before.clone()], None);
+        let desired = Ruleset::new(&config(), vec![after], Some(&applied));
+        let script = desired.update_script(&applied).unwrap_or_default();
+        let (svc, ep) = (service_chain(&before), endpoint_chain(&before, &before.endpoints[0]));
+        assert_eq!(
+            lines(&script),
+            [
+                "delete element inet skiff service-ips { 10.43.0.10 . tcp . 80 }".to_string(),
+                "add element inet skiff no-endpoint-services { 10.43.0.10 . tcp . 80 : goto reject-chain }".to_string(),
+                format!("flush chain inet skiff {svc}"),
+                format!("flush chain inet skiff {ep}"),
+                format!("delete chain inet skiff {svc}"),
+                format!("delete chain inet skiff {ep}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_removed_service_takes_its_elements_and_chains_and_nothing_else() {
+        let mut shared_ip = port("web", "10.43.0.10", &["10.42.0.2"]);
+        shared_ip.port_name = "admin".into();
+        shared_ip.port = 81;
+        let gone = port("gone", "10.43.0.12", &["10.42.0.5"]);
+        let mut web = port("web", "10.43.0.10", &["10.42.0.2"]);
+        web.node_port = Some(30080);
+        let applied = Ruleset::new(&config(), vec![web.clone(), shared_ip.clone(), gone.clone()], None);
+        let desired = Ruleset::new(&config(), vec![web, shared_ip], Some(&applied));
+        let script = desired.update_script(&applied).unwrap_or_default();
+        let (svc, ep) = (service_chain(&gone), endpoint_chain(&gone, &gone.endpoints[0]));
+        assert_eq!(
+            lines(&script),
+            [
+                "delete element inet skiff cluster-ips { 10.43.0.12 }".to_string(),
+                "delete element inet skiff service-ips { 10.43.0.12 . tcp . 80 }".to_string(),
+                format!("flush chain inet skiff {svc}"),
+                format!("flush chain inet skiff {ep}"),
+                format!("delete chain inet skiff {svc}"),
+                format!("delete chain inet skiff {ep}"),
+            ],
+            "10.43.0.10 stays a cluster IP: another port of it remains"
+        );
+        // And back: the service returns with its chains before the elements that point at them.
+        let restored = Ruleset::new(&config(), vec![gone, port("web", "10.43.0.10", &["10.42.0.2"])], Some(&desired));
+        let script = restored.update_script(&desired).unwrap_or_default();
+        let first_element = script.find("add element").unwrap_or(0);
+        assert!(script.find(&format!("add chain inet skiff {svc}")).is_some_and(|i| i < first_element), "{script}");
+        assert!(script.contains("delete element inet skiff service-nodeports { tcp . 30080 }"), "{script}");
+        assert!(script.contains("add element inet skiff cluster-ips { 10.43.0.12 }"), "{script}");
+    }
+
+    #[test]
+    fn another_configuration_replaces_the_table() {
+        let ports = vec![port("web", "10.43.0.10", &["10.42.0.2"])];
+        let applied = Ruleset::new(&config(), ports.clone(), None);
+        let mut moved = config();
+        moved.cluster_cidr = Ipv4Net::new(std::net::Ipv4Addr::new(10, 50, 0, 0), 16).unwrap_or_default();
+        let desired = Ruleset::new(&moved, ports, Some(&applied));
+        let script = desired.update_script(&applied).unwrap_or_default();
+        assert!(script.starts_with("add table inet skiff\ndelete table inet skiff\n"), "{script}");
+        assert!(script.contains("ip saddr != 10.50.0.0/16"), "{script}");
     }
 }

@@ -1,6 +1,6 @@
 //! The proxy's loop: reflectors cache every Service and EndpointSlice; once both have synced, every change
-//! (coalesced over a few milliseconds) rebuilds the desired ruleset and applies it when it differs from what was
-//! last applied. A failed apply is retried as a full sync. The rules stay in the kernel when the loop stops, so
+//! (coalesced over a few milliseconds) rebuilds the desired ruleset and applies only its difference from the
+//! mirror of what was last applied. A failed apply drops the mirror, so the retry is a full sync. The rules stay in the kernel when the loop stops, so
 //! traffic keeps flowing while the proxy restarts; the first sync after a start replaces whatever table is there.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{ServicePort, service_ports};
 use crate::nft;
-use crate::ruleset::{RulesetConfig, full_sync};
+use crate::ruleset::{Ruleset, RulesetConfig};
 
 /// Changes arriving this close together are applied in one transaction.
 const COALESCE: Duration = Duration::from_millis(5);
@@ -40,16 +40,22 @@ pub async fn run(client: kube::Client, config: RulesetConfig, stop: Cancellation
             }
         }
     }
-    let mut applied: Option<String> = None;
+    // The mirror: what the kernel's table holds, as far as this process knows. None forces a full sync.
+    let mut applied: Option<Ruleset> = None;
     loop {
-        let script = full_sync(&config, &desired(&services, &slices));
-        if applied.as_deref() != Some(script.as_str()) {
+        let desired = Ruleset::new(&config, desired(&services, &slices), applied.as_ref());
+        let script = match &applied {
+            Some(applied) => desired.update_script(applied),
+            None => Some(desired.full_script()),
+        };
+        if let Some(script) = script {
             let started = Instant::now();
-            let rules = script.clone();
-            match tokio::task::spawn_blocking(move || nft::apply(&rules)).await {
+            match tokio::task::spawn_blocking(move || nft::apply(&script)).await {
                 Ok(Ok(())) => {
-                    tracing::debug!(elapsed = ?started.elapsed(), "service rules applied");
-                    applied = Some(script);
+                    let (ports, chains, elements) = desired.counts();
+                    let full = applied.is_none();
+                    tracing::debug!(elapsed = ?started.elapsed(), full, ports, chains, elements, "service rules applied");
+                    applied = Some(desired);
                 }
                 outcome => {
                     tracing::warn!(?outcome, "applying the service rules failed; retrying with a full sync");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
 use skiff_proxy::nft;
-use skiff_proxy::ruleset::{RulesetConfig, full_sync};
+use skiff_proxy::ruleset::{Ruleset, RulesetConfig};
 
 /// A network namespace, deleted on drop.
 struct Netns(String);
@@ -198,7 +198,7 @@ fn cluster_ips_reach_ready_pods_and_refuse_fast_otherwise() {
         service("empty", "10.43.0.11", 80, &[]),
         service("only-pod1", "10.43.0.12", 80, &[POD_IPS[1]]),
     ];
-    let script = full_sync(&config(), &services);
+    let script = Ruleset::new(&config(), services, None).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
 
     // From the node: both pods answer the ClusterIP, randomly.
@@ -253,7 +253,7 @@ fn node_ports_load_balancers_and_external_ips_from_outside_and_from_localhost() 
     balanced.localhost = true;
     let mut empty = service("empty", "10.43.0.22", 80, &[]);
     empty.node_port = Some(30082);
-    let script = full_sync(&config(), &[node_port, balanced, empty]);
+    let script = Ruleset::new(&config(), vec![node_port, balanced, empty], None).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
 
     // From outside: the NodePort on the node's address (both pods), the load balancer's address and NodePort.
@@ -279,4 +279,67 @@ fn node_ports_load_balancers_and_external_ips_from_outside_and_from_localhost() 
     // A pod reaches a NodePort through the node's address too.
     let from_pod = node.pods[1].run(|| fetch("192.168.77.1:30081", Some("10.42.0.3")));
     assert_eq!(from_pod, Ok("pod0".to_string()));
+}
+
+/// The table as `nft` lists it, one normalised line per rule, element or declaration, sorted: equal for two
+/// tables with the same content whatever order it was created in.
+fn listing(node: &Netns) -> Vec<String> {
+    let out =
+        node.run(|| Command::new("nft").args(["list", "table", "inet", "skiff-test"]).output().expect("nft runs"));
+    assert!(out.status.success(), "nft list: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).replace("elements = { ", "elements = {\n");
+    let mut lines: Vec<String> = text
+        .lines()
+        .flat_map(|l| l.split(", "))
+        .map(|l| l.trim().trim_end_matches(',').trim_end_matches(" }").to_string())
+        .filter(|l| !l.is_empty() && l != "}")
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn incremental_updates_follow_endpoints_and_leave_the_table_a_full_sync_would_write() {
+    let node = Node::new("i");
+    let apply = |node: &Node, script: String| node.node.run(move || nft::apply(&script)).expect("the update applies");
+    let mut applied = Ruleset::new(&config(), vec![service("web", "10.43.0.30", 80, &[POD_IPS[0]])], None);
+    apply(&node, applied.full_script());
+    assert_eq!(node.node.run(|| fetch("10.43.0.30:80", None)), Ok("pod0".to_string()));
+
+    let steps: Vec<Vec<ServicePort>> = vec![
+        // A second endpoint, and a new Service.
+        vec![service("web", "10.43.0.30", 80, &POD_IPS), service("api", "10.43.0.31", 80, &[POD_IPS[1]])],
+        // The first endpoint goes; the new Service loses its endpoints.
+        vec![service("web", "10.43.0.30", 80, &[POD_IPS[1]]), service("api", "10.43.0.31", 80, &[])],
+        // The new Service gets one back on another address, then the first Service goes altogether.
+        vec![service("api", "10.43.0.32", 80, &[POD_IPS[0]])],
+    ];
+    let mut answers = Vec::new();
+    for ports in steps {
+        let desired = Ruleset::new(&config(), ports.clone(), Some(&applied));
+        let script = desired.update_script(&applied).expect("every step changes something");
+        assert!(!script.contains("table"), "an update, not a replacement: {script}");
+        apply(&node, script);
+        applied = desired;
+        answers.push(node.node.run(|| {
+            // 20 connections, unless the first fails (a dropped address costs the connect timeout each time).
+            let first = fetch("10.43.0.30:80", None);
+            let more = if first.is_ok() { 19 } else { 0 };
+            let spread: std::collections::BTreeSet<_> =
+                std::iter::once(first).chain((0..more).map(|_| fetch("10.43.0.30:80", None))).collect();
+            (spread, fetch("10.43.0.31:80", None), fetch("10.43.0.32:80", None))
+        }));
+        // What the updates built is what a full sync of the same services builds.
+        let incremental = listing(&node.node);
+        apply(&node, Ruleset::new(&config(), ports, None).full_script());
+        assert_eq!(incremental, listing(&node.node));
+    }
+    let pods = |names: &[&str]| names.iter().map(|n| Ok(n.to_string())).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(answers[0].0, pods(&["pod0", "pod1"]), "the new endpoint takes traffic");
+    assert_eq!(answers[0].1, Ok("pod1".to_string()), "the new Service answers");
+    assert_eq!(answers[1].0, pods(&["pod1"]), "the removed endpoint gets none");
+    assert_eq!(answers[1].1, Err(ErrorKind::ConnectionRefused), "no endpoints: refused");
+    assert_eq!(answers[2].2, Ok("pod0".to_string()), "the Service on its new address");
+    assert_eq!(answers[2].0.len(), 1, "a removed Service does not answer: {:?}", answers[2].0);
+    assert!(answers[2].0.iter().all(Result::is_err), "a removed Service does not answer: {:?}", answers[2].0);
 }
