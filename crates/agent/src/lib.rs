@@ -98,7 +98,8 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         cluster_cidr: config.cluster_cidr,
         service_cidr: config.service_cidr,
     };
-    let proxy = tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, shutdown.clone()));
+    let proxy =
+        tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, config.node_name.clone(), shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
     let tls = skiff_streams::tls::serving_config_from_dir(
         &config.tls_dir,

@@ -23,6 +23,15 @@ pub struct ServicePort {
     pub external_ips: Vec<IpAddr>,
     /// A LoadBalancer Service is also served on 127.0.0.1:`port` from the node itself, as Docker Desktop does.
     pub localhost: bool,
+    /// `sessionAffinity: ClientIP`: how long a client sticks to the endpoint it first reached, in seconds.
+    pub affinity_timeout: Option<u32>,
+    /// `internalTrafficPolicy: Local`: traffic to the cluster IPs goes only to endpoints on this node.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`: traffic from outside goes only to endpoints on this node, not masqueraded.
+    pub external_local: bool,
+    /// `spec.healthCheckNodePort` (an `externalTrafficPolicy: Local` LoadBalancer): answers with the local
+    /// endpoint count, so a load balancer sends traffic only to nodes with endpoints.
+    pub health_check_node_port: Option<u16>,
     /// Where traffic goes, sorted; empty means clients are rejected at once.
     pub endpoints: Vec<Endpoint>,
 }
@@ -31,6 +40,21 @@ impl ServicePort {
     /// Upstream's service port name, which names the rules: `ns/name/tcp/portname`.
     pub fn id(&self) -> String {
         format!("{}/{}/{}/{}", self.namespace, self.service, self.protocol.as_str(), self.port_name)
+    }
+
+    /// The endpoints on this node.
+    pub fn local_endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints.iter().filter(|e| e.local).copied().collect()
+    }
+
+    /// Whether any traffic uses only this node's endpoints.
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_local || (self.external_local && self.is_external())
+    }
+
+    /// Whether the port is reachable from outside the cluster (NodePort, LoadBalancer, externalIPs, localhost).
+    pub fn is_external(&self) -> bool {
+        self.node_port.is_some() || self.localhost || !self.external_ips.is_empty()
     }
 }
 
@@ -65,11 +89,16 @@ impl Protocol {
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: u16,
+    /// On the node this proxy runs on (the EndpointSlice's `nodeName`).
+    pub local: bool,
 }
 
-/// The service ports of `service` with their endpoints from `slices` (the Service's EndpointSlices). Services that
-/// the proxy does not route (ExternalName, headless, no cluster IP yet) have none.
-pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<ServicePort> {
+/// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds`: three hours.
+const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+
+/// The service ports of `service` with their endpoints from `slices` (the Service's EndpointSlices), as seen from
+/// the node `node`. Services that the proxy does not route (ExternalName, headless, no cluster IP yet) have none.
+pub fn service_ports(service: &Service, slices: &[EndpointSlice], node: &str) -> Vec<ServicePort> {
     let Some(spec) = &service.spec else { return Vec::new() };
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
@@ -98,6 +127,14 @@ pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<Service
     external_ips.sort();
     external_ips.dedup();
     let takes_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        let configured = spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()?.timeout_seconds);
+        configured.and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0).unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+    });
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local = takes_node_ports_or_external(spec) && spec.external_traffic_policy.as_deref() == Some("Local");
+    let health_check_node_port =
+        spec.health_check_node_port.filter(|_| external_local && load_balancer).and_then(|p| u16::try_from(p).ok());
     spec.ports
         .iter()
         .flatten()
@@ -107,7 +144,7 @@ pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<Service
             Some(ServicePort {
                 namespace: namespace.clone(),
                 service: name.clone(),
-                endpoints: endpoints(slices, &port_name, protocol),
+                endpoints: endpoints(slices, &port_name, protocol, node),
                 port_name,
                 protocol,
                 cluster_ips: cluster_ips.clone(),
@@ -115,14 +152,25 @@ pub fn service_ports(service: &Service, slices: &[EndpointSlice]) -> Vec<Service
                 node_port: port.node_port.filter(|_| takes_node_ports).and_then(|p| u16::try_from(p).ok()),
                 external_ips: external_ips.clone(),
                 localhost: load_balancer,
+                affinity_timeout,
+                internal_local,
+                external_local,
+                health_check_node_port,
             })
         })
         .collect()
 }
 
+/// `externalTrafficPolicy` applies to Services reachable from outside: NodePort, LoadBalancer, or any with
+/// externalIPs.
+fn takes_node_ports_or_external(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
+    matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"))
+        || spec.external_ips.as_ref().is_some_and(|ips| !ips.is_empty())
+}
+
 /// Ready endpoints; when none is ready, the serving ones that are terminating (upstream's graceful termination),
 /// so that connections drain instead of failing.
-fn endpoints(slices: &[EndpointSlice], port_name: &str, protocol: Protocol) -> Vec<Endpoint> {
+fn endpoints(slices: &[EndpointSlice], port_name: &str, protocol: Protocol, node: &str) -> Vec<Endpoint> {
     let mut ready = Vec::new();
     let mut terminating = Vec::new();
     for slice in slices {
@@ -147,7 +195,7 @@ fn endpoints(slices: &[EndpointSlice], port_name: &str, protocol: Protocol) -> V
             };
             // One address per endpoint is routed, as upstream does.
             if let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) {
-                list.push(Endpoint { ip, port: target });
+                list.push(Endpoint { ip, port: target, local: endpoint.node_name.as_deref() == Some(node) });
             }
         }
     }
@@ -210,6 +258,10 @@ mod tests {
         }
     }
 
+    fn service_ports_on_node(service: &Service, slices: &[EndpointSlice]) -> Vec<ServicePort> {
+        service_ports(service, slices, "node-a")
+    }
+
     fn ips(port: &ServicePort) -> Vec<String> {
         port.endpoints.iter().map(|e| format!("{}:{}", e.ip, e.port)).collect()
     }
@@ -221,7 +273,7 @@ mod tests {
             endpoint("10.42.0.3", None, None, None),
             endpoint("10.42.0.4", Some(false), Some(false), None),
         ])];
-        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &slices);
+        let ports = service_ports_on_node(&service("ClusterIP", "10.43.0.7"), &slices);
         assert_eq!(ports.len(), 2);
         assert_eq!(ports[0].id(), "shop/web/tcp/http");
         assert_eq!(ports[0].port, 80);
@@ -235,18 +287,18 @@ mod tests {
         let draining = endpoint("10.42.0.5", Some(false), Some(true), Some(true));
         let gone = endpoint("10.42.0.6", Some(false), Some(false), Some(true));
         let only_terminating = [slice(vec![draining.clone(), gone.clone()])];
-        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &only_terminating);
+        let ports = service_ports_on_node(&service("ClusterIP", "10.43.0.7"), &only_terminating);
         assert_eq!(ips(&ports[0]), ["10.42.0.5:8080"]);
         let with_ready = [slice(vec![draining, gone, endpoint("10.42.0.8", Some(true), None, None)])];
-        let ports = service_ports(&service("ClusterIP", "10.43.0.7"), &with_ready);
+        let ports = service_ports_on_node(&service("ClusterIP", "10.43.0.7"), &with_ready);
         assert_eq!(ips(&ports[0]), ["10.42.0.8:8080"]);
     }
 
     #[test]
     fn headless_and_external_name_services_are_not_routed() {
-        assert!(service_ports(&service("ClusterIP", "None"), &[]).is_empty());
-        assert!(service_ports(&service("ExternalName", ""), &[]).is_empty());
-        let unrouted = service_ports(&service("ClusterIP", "10.43.0.7"), &[]);
+        assert!(service_ports_on_node(&service("ClusterIP", "None"), &[]).is_empty());
+        assert!(service_ports_on_node(&service("ExternalName", ""), &[]).is_empty());
+        let unrouted = service_ports_on_node(&service("ClusterIP", "10.43.0.7"), &[]);
         assert!(unrouted.iter().all(|p| p.endpoints.is_empty()), "no slices, no endpoints");
     }
 
@@ -267,13 +319,13 @@ mod tests {
             });
             svc
         };
-        let lb = service_ports(&with_ports(service("LoadBalancer", "10.43.0.7")), &[]);
+        let lb = service_ports_on_node(&with_ports(service("LoadBalancer", "10.43.0.7")), &[]);
         assert_eq!(lb[0].node_port, Some(30080));
         assert_eq!(lb[1].node_port, Some(30053));
         let expected: Vec<IpAddr> = ["192.168.9.1", "192.168.9.9"].iter().filter_map(|ip| ip.parse().ok()).collect();
         assert_eq!(lb[0].external_ips, expected);
         assert!(lb[0].localhost, "a LoadBalancer answers on localhost");
-        let cluster_ip = service_ports(&with_ports(service("ClusterIP", "10.43.0.7")), &[]);
+        let cluster_ip = service_ports_on_node(&with_ports(service("ClusterIP", "10.43.0.7")), &[]);
         assert_eq!(cluster_ip[0].node_port, None, "a ClusterIP Service has no NodePort even if one is set");
         let only_spec: Vec<IpAddr> = ["192.168.9.9"].iter().filter_map(|ip| ip.parse().ok()).collect();
         assert_eq!(
@@ -281,5 +333,37 @@ mod tests {
             "externalIPs apply to any type; ingress only to LoadBalancer"
         );
         assert!(!cluster_ip[0].localhost);
+    }
+
+    #[test]
+    fn affinity_traffic_policies_and_endpoint_locality() {
+        use k8s_openapi::api::core::v1::{ClientIPConfig, SessionAffinityConfig};
+        let mut local_one = endpoint("10.42.0.2", Some(true), None, None);
+        local_one.node_name = Some("node-a".into());
+        let mut remote_one = endpoint("10.42.1.2", Some(true), None, None);
+        remote_one.node_name = Some("node-b".into());
+        let slices = [slice(vec![local_one, remote_one])];
+        let mut svc = service("LoadBalancer", "10.43.0.7");
+        let spec = svc.spec.get_or_insert_with(Default::default);
+        spec.session_affinity = Some("ClientIP".into());
+        spec.external_traffic_policy = Some("Local".into());
+        spec.internal_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(32000);
+        let ports = service_ports_on_node(&svc, &slices);
+        assert_eq!(ports[0].affinity_timeout, Some(10_800), "upstream's default timeout");
+        assert!(ports[0].internal_local && ports[0].external_local);
+        assert_eq!(ports[0].health_check_node_port, Some(32000));
+        assert_eq!(ips(&ports[0]), ["10.42.0.2:8080", "10.42.1.2:8080"], "every endpoint is kept");
+        let local: Vec<String> = ports[0].local_endpoints().iter().map(|e| e.ip.to_string()).collect();
+        assert_eq!(local, ["10.42.0.2"], "the endpoint on this node");
+
+        let spec = svc.spec.get_or_insert_with(Default::default);
+        spec.session_affinity_config =
+            Some(SessionAffinityConfig { client_ip: Some(ClientIPConfig { timeout_seconds: Some(60) }) });
+        spec.type_ = Some("ClusterIP".into());
+        let ports = service_ports_on_node(&svc, &slices);
+        assert_eq!(ports[0].affinity_timeout, Some(60));
+        assert!(!ports[0].external_local, "externalTrafficPolicy means nothing without external access");
+        assert_eq!(ports[0].health_check_node_port, None);
     }
 }

@@ -10,7 +10,8 @@
 //! service port the chains it owns. [`Ruleset::full_script`] writes all of it as one table replacement;
 //! [`Ruleset::update_script`] diffs it against the ruleset last applied (the in-memory mirror of the kernel's
 //! table) and writes only the change: new chains, chains whose rules changed (flushed and refilled), map
-//! elements removed and added, and stale chains flushed then deleted — one transaction either way.
+//! elements removed and added, stale chains flushed then deleted and stale sets deleted — one transaction either
+//! way.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -65,6 +66,17 @@ pub fn external_chain(port: &ServicePort) -> String {
     format!("external-{}-{}", short_hash(&port.id()), port.id())
 }
 
+/// The name of the chain that balances over this node's endpoints of a service port (traffic policy Local).
+pub fn local_chain(port: &ServicePort) -> String {
+    format!("local-{}-{}", short_hash(&port.id()), port.id())
+}
+
+/// The name of the set of clients that stick to one endpoint of a service port (session affinity).
+pub fn affinity_set(port: &ServicePort, endpoint: &Endpoint) -> String {
+    let id = format!("{}__{}/{}", port.id(), endpoint.ip, endpoint.port);
+    format!("affinity-{}-{id}", short_hash(&id))
+}
+
 /// The name of the chain that DNATs to one endpoint of a service port.
 pub fn endpoint_chain(port: &ServicePort, endpoint: &Endpoint) -> String {
     let id = format!("{}__{}/{}", port.id(), endpoint.ip, endpoint.port);
@@ -95,11 +107,19 @@ struct Element {
     verdict: Option<String>,
 }
 
-/// What one service port puts in the table: the chains it owns and its elements in the shared maps.
+/// A set a service port owns (session affinity's clients), with its declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Set {
+    name: String,
+    definition: String,
+}
+
+/// What one service port puts in the table: the chains and sets it owns and its elements in the shared maps.
 #[derive(Debug, PartialEq, Eq)]
 struct PortRules {
     port: ServicePort,
     chains: Vec<Chain>,
+    sets: Vec<Set>,
     elements: Vec<Element>,
 }
 
@@ -161,6 +181,9 @@ impl Ruleset {
             out.push_str("  }\n");
         }
         skeleton(&mut out, &self.config);
+        for set in self.ports.values().flat_map(|p| &p.sets) {
+            let _ = writeln!(out, "  set {} {{\n    {}\n  }}", set.name, set.definition);
+        }
         for chain in self.ports.values().flat_map(|p| &p.chains) {
             let _ = writeln!(out, "  chain {} {{", chain.name);
             for rule in &chain.rules {
@@ -182,9 +205,28 @@ impl Ruleset {
         let mut new_chains = Vec::new();
         let mut refills = Vec::new();
         let mut stale = Vec::new();
+        let mut new_sets = Vec::new();
+        let mut stale_sets = Vec::new();
         for (id, port) in &self.ports {
-            match applied.ports.get(id) {
-                Some(old) if Arc::ptr_eq(old, port) || old.chains == port.chains => {}
+            let old = applied.ports.get(id);
+            if old.is_some_and(|old| Arc::ptr_eq(old, port)) {
+                continue;
+            }
+            let before: BTreeMap<&str, &Set> =
+                old.iter().flat_map(|o| &o.sets).map(|set| (set.name.as_str(), set)).collect();
+            for set in &port.sets {
+                match before.get(set.name.as_str()) {
+                    None => new_sets.push(set),
+                    // A set's declaration cannot change in place; this is rare enough to replace the table.
+                    Some(was) if was.definition != set.definition => return Some(self.full_script()),
+                    Some(_) => {}
+                }
+            }
+            if let Some(old) = old {
+                stale_sets.extend(old.sets.iter().filter(|set| !port.sets.iter().any(|s| s.name == set.name)));
+            }
+            match old {
+                Some(old) if old.chains == port.chains => {}
                 Some(old) => {
                     let before: BTreeMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
                     let after: BTreeMap<&str, &Chain> = port.chains.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -203,6 +245,7 @@ impl Ruleset {
         for (id, old) in &applied.ports {
             if !self.ports.contains_key(id) {
                 stale.extend(&old.chains);
+                stale_sets.extend(&old.sets);
             }
         }
         let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -230,12 +273,16 @@ impl Ruleset {
                 added.entry(container).or_default().push(element_text(key, verdict.as_deref()));
             }
         }
-        if new_chains.is_empty() && refills.is_empty() && stale.is_empty() && removed.is_empty() && added.is_empty() {
+        let unchanged = new_chains.is_empty() && refills.is_empty() && stale.is_empty() && new_sets.is_empty();
+        if unchanged && stale_sets.is_empty() && removed.is_empty() && added.is_empty() {
             return None;
         }
         // Order matters within the transaction: chains exist before rules and elements point at them, and a chain
         // is deleted only once nothing jumps to it any more.
         let mut out = String::new();
+        for set in &new_sets {
+            let _ = writeln!(out, "add set inet {t} {} {{ {} }}", set.name, set.definition);
+        }
         for chain in &new_chains {
             let _ = writeln!(out, "add chain inet {t} {}", chain.name);
         }
@@ -258,6 +305,9 @@ impl Ruleset {
         }
         for chain in &stale {
             let _ = writeln!(out, "delete chain inet {t} {}", chain.name);
+        }
+        for set in &stale_sets {
+            let _ = writeln!(out, "delete set inet {t} {}", set.name);
         }
         Some(out)
     }
@@ -308,76 +358,130 @@ fn skeleton(out: &mut String, config: &RulesetConfig) {
     );
 }
 
-/// The chains and shared elements of one service port.
+/// The chains, affinity sets and shared elements of one service port. Traffic to a cluster IP takes the
+/// internal chain (all endpoints, or with `internalTrafficPolicy: Local` this node's); traffic from outside takes
+/// the external chain, which masquerades and goes to every endpoint, or with `externalTrafficPolicy: Local` keeps
+/// the client's address and goes to this node's endpoints (pods and the node itself still reach every endpoint,
+/// as upstream short-circuits them).
 fn port_rules(config: &RulesetConfig, port: ServicePort) -> PortRules {
     let ips = ipv4(&port.cluster_ips);
     let proto = port.protocol.as_str();
-    let service = format!("goto {}", service_chain(&port));
+    let local = port.local_endpoints();
+    let cluster_chain = service_chain(&port);
+    let local_chain = local_chain(&port);
     let external = format!("goto {}", external_chain(&port));
-    let reject = "goto reject-chain".to_string();
+    // An empty `ips` means an IPv6-only Service: nothing to route yet.
     let has_endpoints = !port.endpoints.is_empty() && !ips.is_empty();
+    let has_local = has_endpoints && !local.is_empty();
+    let internal_ok = if port.internal_local { has_local } else { has_endpoints };
+    let external_ok = if port.external_local { has_local } else { has_endpoints };
+    // No endpoints at all: reject at once. Endpoints, but none here for a Local policy: drop, as upstream does.
+    let unavailable = if has_endpoints { "drop" } else { "goto reject-chain" };
+    let internal = format!("goto {}", if port.internal_local { &local_chain } else { &cluster_chain });
+
     let mut elements: Vec<Element> =
         ips.iter().map(|ip| Element { container: CLUSTER_IPS, key: ip.to_string(), verdict: None }).collect();
-    let mut destinations: Vec<(Ipv4Addr, &String)> = ips.iter().map(|ip| (*ip, &service)).collect();
-    destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, &external)));
+    let mut destinations: Vec<(Ipv4Addr, bool)> = ips.iter().map(|ip| (*ip, true)).collect();
+    destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, false)));
     if port.localhost {
-        destinations.push((Ipv4Addr::LOCALHOST, &external));
+        destinations.push((Ipv4Addr::LOCALHOST, false));
     }
-    for (ip, verdict) in destinations {
+    for (ip, is_internal) in destinations {
         let key = format!("{ip} . {proto} . {}", port.port);
-        elements.push(if has_endpoints {
+        let (ok, verdict) = if is_internal { (internal_ok, &internal) } else { (external_ok, &external) };
+        elements.push(if ok {
             Element { container: SERVICE_IPS, key, verdict: Some(verdict.clone()) }
         } else {
-            Element { container: NO_ENDPOINT_SERVICES, key, verdict: Some(reject.clone()) }
+            Element { container: NO_ENDPOINT_SERVICES, key, verdict: Some(unavailable.to_string()) }
         });
     }
     if let Some(node_port) = port.node_port {
         let key = format!("{proto} . {node_port}");
-        elements.push(if has_endpoints {
+        elements.push(if external_ok {
             Element { container: SERVICE_NODEPORTS, key, verdict: Some(external.clone()) }
         } else {
-            Element { container: NO_ENDPOINT_NODEPORTS, key, verdict: Some(reject) }
+            Element { container: NO_ENDPOINT_NODEPORTS, key, verdict: Some(unavailable.to_string()) }
         });
     }
-    let mut chains = Vec::new();
-    if has_endpoints {
-        chains.push(service_chain_rules(config, &port, &ips));
-        if port.node_port.is_some() || port.localhost || !port.external_ips.is_empty() {
-            // From outside the cluster (or from the node's localhost): always masqueraded, so replies come back
-            // through this node.
-            chains.push(Chain { name: external_chain(&port), rules: vec!["jump mark-for-masquerade".into(), service] });
-        }
-        chains.extend(port.endpoints.iter().map(|endpoint| endpoint_chain_rules(&port, endpoint)));
-    }
-    PortRules { port, chains, elements }
-}
 
-fn service_chain_rules(config: &RulesetConfig, port: &ServicePort, ips: &[Ipv4Addr]) -> Chain {
-    let mut rules: Vec<String> = ips
+    let mut chains = Vec::new();
+    let mut sets = Vec::new();
+    // The cluster chain serves internal traffic under the Cluster policy, and every external client: directly,
+    // or as the short-circuit for pods and the node under `externalTrafficPolicy: Local`.
+    let cluster_used = has_endpoints && (!port.internal_local || port.is_external());
+    let local_used = has_local && port.uses_local_endpoints();
+    let masquerade_off_cluster: Vec<String> = ips
         .iter()
         .map(|ip| {
             format!(
-                "ip daddr {ip} meta l4proto {} th dport {} ip saddr != {} jump mark-for-masquerade",
-                port.protocol.as_str(),
-                port.port,
-                config.cluster_cidr
+                "ip daddr {ip} meta l4proto {proto} th dport {} ip saddr != {} jump mark-for-masquerade",
+                port.port, config.cluster_cidr
             )
         })
         .collect();
+    if cluster_used {
+        let off_cluster = if port.internal_local { &[][..] } else { &masquerade_off_cluster[..] };
+        chains.push(balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints));
+    }
+    if local_used {
+        let off_cluster = if port.internal_local { &masquerade_off_cluster[..] } else { &[][..] };
+        chains.push(balancing_chain(local_chain.clone(), off_cluster, &port, &local));
+    }
+    if external_ok && port.is_external() {
+        let rules = if port.external_local {
+            vec![
+                format!("ip saddr {} goto {cluster_chain} comment \"pods use every endpoint\"", config.cluster_cidr),
+                "fib saddr type local jump mark-for-masquerade comment \"the node itself is masqueraded\"".into(),
+                format!("fib saddr type local goto {cluster_chain}"),
+                format!("goto {local_chain} comment \"outside clients keep their address\""),
+            ]
+        } else {
+            // From outside the cluster (or from the node's localhost): masqueraded, so replies come back here.
+            vec!["jump mark-for-masquerade".into(), format!("goto {cluster_chain}")]
+        };
+        chains.push(Chain { name: external_chain(&port), rules });
+    }
+    let routed: &[Endpoint] = if cluster_used {
+        &port.endpoints
+    } else if local_used {
+        &local
+    } else {
+        &[]
+    };
+    for endpoint in routed {
+        chains.push(endpoint_chain_rules(&port, endpoint));
+        if let Some(timeout) = port.affinity_timeout {
+            sets.push(Set {
+                name: affinity_set(&port, endpoint),
+                definition: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+            });
+        }
+    }
+    PortRules { port, chains, sets, elements }
+}
+
+/// A chain that spreads new connections over `endpoints` at random; with session affinity, a client that has a
+/// live entry in an endpoint's affinity set goes back to that endpoint first.
+fn balancing_chain(name: String, first: &[String], port: &ServicePort, endpoints: &[Endpoint]) -> Chain {
+    let mut rules = first.to_vec();
+    if port.affinity_timeout.is_some() {
+        rules.extend(
+            endpoints.iter().map(|e| format!("ip saddr @{} goto {}", affinity_set(port, e), endpoint_chain(port, e))),
+        );
+    }
     let targets: Vec<String> =
-        port.endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
+        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
     rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), targets.join(", ")));
-    Chain { name: service_chain(port), rules }
+    Chain { name, rules }
 }
 
 fn endpoint_chain_rules(port: &ServicePort, endpoint: &Endpoint) -> Chain {
-    Chain {
-        name: endpoint_chain(port, endpoint),
-        rules: vec![
-            format!("ip saddr {} jump mark-for-masquerade", endpoint.ip),
-            format!("meta l4proto {} dnat ip to {}:{}", port.protocol.as_str(), endpoint.ip, endpoint.port),
-        ],
+    let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", endpoint.ip)];
+    if port.affinity_timeout.is_some() {
+        rules.push(format!("update @{} {{ ip saddr }}", affinity_set(port, endpoint)));
     }
+    rules.push(format!("meta l4proto {} dnat ip to {}:{}", port.protocol.as_str(), endpoint.ip, endpoint.port));
+    Chain { name: endpoint_chain(port, endpoint), rules }
 }
 
 #[cfg(test)]
@@ -396,7 +500,15 @@ mod tests {
             node_port: None,
             external_ips: vec![],
             localhost: false,
-            endpoints: endpoints.iter().filter_map(|e| e.parse().ok()).map(|ip| Endpoint { ip, port: 8080 }).collect(),
+            affinity_timeout: None,
+            internal_local: false,
+            external_local: false,
+            health_check_node_port: None,
+            endpoints: endpoints
+                .iter()
+                .filter_map(|e| e.parse().ok())
+                .map(|ip| Endpoint { ip, port: 8080, local: true })
+                .collect(),
         }
     }
 
@@ -583,5 +695,98 @@ mod tests {
         let script = desired.update_script(&applied).unwrap_or_default();
         assert!(script.starts_with("add table inet skiff\ndelete table inet skiff\n"), "{script}");
         assert!(script.contains("ip saddr != 10.50.0.0/16"), "{script}");
+    }
+
+    #[test]
+    fn client_ip_affinity_remembers_the_client_per_endpoint() {
+        let mut web = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
+        web.affinity_timeout = Some(60);
+        let script = Ruleset::new(&config(), vec![web.clone()], None).full_script();
+        let (svc, ep2, ep3) =
+            (service_chain(&web), endpoint_chain(&web, &web.endpoints[0]), endpoint_chain(&web, &web.endpoints[1]));
+        let (set2, set3) = (affinity_set(&web, &web.endpoints[0]), affinity_set(&web, &web.endpoints[1]));
+        assert!(set2.starts_with("affinity-") && set2 != set3 && set2.len() <= 255, "{set2}");
+        let sets = format!(
+            "  set {set2} {{\n    type ipv4_addr; flags dynamic,timeout; timeout 60s;\n  }}\n  set {set3} {{\n    type \
+             ipv4_addr; flags dynamic,timeout; timeout 60s;\n  }}\n"
+        );
+        assert!(script.contains(&sets), "{script}");
+        let chains = format!(
+            "  chain {svc} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
+             mark-for-masquerade\n    ip saddr @{set2} goto {ep2}\n    ip saddr @{set3} goto {ep3}\n    numgen random \
+             mod 2 vmap {{ 0 : goto {ep2}, 1 : goto {ep3} }}\n  }}\n  chain {ep2} {{\n    ip saddr 10.42.0.2 jump \
+             mark-for-masquerade\n    update @{set2} {{ ip saddr }}\n    meta l4proto tcp dnat ip to 10.42.0.2:8080\n  \
+             }}\n"
+        );
+        assert!(script.contains(&chains), "{script}");
+
+        // Turning affinity off removes the sets after the rules that use them are gone.
+        let mut off = web.clone();
+        off.affinity_timeout = None;
+        let applied = Ruleset::new(&config(), vec![web], None);
+        let script = Ruleset::new(&config(), vec![off], Some(&applied)).update_script(&applied).unwrap_or_default();
+        let flush = script.find(&format!("flush chain inet skiff {ep2}")).unwrap_or(usize::MAX);
+        let delete = script.find(&format!("delete set inet skiff {set2}")).unwrap_or(0);
+        assert!(flush < delete, "{script}");
+    }
+
+    fn on_node(ip: &str, local: bool) -> Endpoint {
+        Endpoint { ip: ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port: 8080, local }
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_outside_clients_on_this_nodes_endpoints() {
+        let mut web = port("web", "10.43.0.30", &[]);
+        web.node_port = Some(30080);
+        web.external_local = true;
+        web.health_check_node_port = Some(32000);
+        web.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
+        let script = Ruleset::new(&config(), vec![web.clone()], None).full_script();
+        let (svc, ext, local) = (service_chain(&web), external_chain(&web), local_chain(&web));
+        let (here, there) = (endpoint_chain(&web, &web.endpoints[0]), endpoint_chain(&web, &web.endpoints[1]));
+        assert!(local.starts_with("local-"), "{local}");
+        assert!(script.contains(&format!("10.43.0.30 . tcp . 80 : goto {svc}")), "pods use the cluster IP: {script}");
+        assert!(script.contains(&format!("tcp . 30080 : goto {ext}")), "{script}");
+        let external = format!(
+            "  chain {ext} {{\n    ip saddr 10.42.0.0/16 goto {svc} comment \"pods use every endpoint\"\n    fib saddr \
+             type local jump mark-for-masquerade comment \"the node itself is masqueraded\"\n    fib saddr type local \
+             goto {svc}\n    goto {local} comment \"outside clients keep their address\"\n  }}\n"
+        );
+        assert!(script.contains(&external), "{script}");
+        let local_rules = format!("  chain {local} {{\n    numgen random mod 1 vmap {{ 0 : goto {here} }}\n  }}\n");
+        assert!(script.contains(&local_rules), "{script}");
+        assert!(script.contains(&format!("chain {there} {{")), "the cluster chain still reaches it: {script}");
+
+        // Endpoints only on other nodes: outside clients are dropped here (the health check steers balancers
+        // away), pods still reach the Service.
+        web.endpoints = vec![on_node("10.42.1.2", false)];
+        let script = Ruleset::new(&config(), vec![web], None).full_script();
+        assert!(script.contains("tcp . 30080 : drop"), "{script}");
+        assert!(script.contains(&format!("10.43.0.30 . tcp . 80 : goto {svc}")), "{script}");
+        assert!(!script.contains(&format!("chain {local}")), "{script}");
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_uses_only_this_nodes_endpoints() {
+        let mut dns = port("kube-dns", "10.43.0.10", &[]);
+        dns.internal_local = true;
+        dns.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
+        let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
+        let (svc, local) = (service_chain(&dns), local_chain(&dns));
+        let (here, there) = (endpoint_chain(&dns, &dns.endpoints[0]), endpoint_chain(&dns, &dns.endpoints[1]));
+        assert!(script.contains(&format!("10.43.0.10 . tcp . 80 : goto {local}")), "{script}");
+        let local_rules = format!(
+            "  chain {local} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
+             mark-for-masquerade\n    numgen random mod 1 vmap {{ 0 : goto {here} }}\n  }}\n"
+        );
+        assert!(script.contains(&local_rules), "{script}");
+        assert!(!script.contains(&format!("chain {svc}")) && !script.contains(&there), "{script}");
+
+        dns.endpoints = vec![on_node("10.42.1.2", false)];
+        let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
+        assert!(script.contains("10.43.0.10 . tcp . 80 : drop"), "endpoints elsewhere: drop, not reject: {script}");
+        dns.endpoints.clear();
+        let script = Ruleset::new(&config(), vec![dns], None).full_script();
+        assert!(script.contains("10.43.0.10 . tcp . 80 : goto reject-chain"), "no endpoints at all: {script}");
     }
 }

@@ -27,8 +27,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Runs the proxy until `stop` fires.
-pub async fn run(client: kube::Client, config: RulesetConfig, stop: CancellationToken) {
+/// Runs the proxy for the node named `node` until `stop` fires.
+pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop: CancellationToken) {
     let changed = Arc::new(Notify::new());
     let services = cache::<Service>(Api::all(client.clone()), changed.clone(), stop.clone());
     let slices = cache::<EndpointSlice>(Api::all(client), changed.clone(), stop.clone());
@@ -43,7 +43,7 @@ pub async fn run(client: kube::Client, config: RulesetConfig, stop: Cancellation
     // The mirror: what the kernel's table holds, as far as this process knows. None forces a full sync.
     let mut applied: Option<Ruleset> = None;
     loop {
-        let desired = Ruleset::new(&config, desired(&services, &slices), applied.as_ref());
+        let desired = Ruleset::new(&config, desired(&services, &slices, &node), applied.as_ref());
         let script = match &applied {
             Some(applied) => desired.update_script(applied),
             None => Some(desired.full_script()),
@@ -98,7 +98,7 @@ where
 }
 
 /// Every routed service port, from the caches.
-fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<ServicePort> {
+fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>, node: &str) -> Vec<ServicePort> {
     let mut by_service: HashMap<(String, String), Vec<EndpointSlice>> = HashMap::new();
     for slice in slices.state() {
         let namespace = slice.metadata.namespace.clone().unwrap_or_default();
@@ -112,7 +112,7 @@ fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<Serv
         .flat_map(|svc| {
             let key =
                 (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
-            service_ports(svc, by_service.get(&key).map(Vec::as_slice).unwrap_or_default())
+            service_ports(svc, by_service.get(&key).map(Vec::as_slice).unwrap_or_default(), node)
         })
         .collect();
     ports.sort_by_key(ServicePort::id);

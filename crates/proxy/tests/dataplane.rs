@@ -58,7 +58,8 @@ fn ip(args: &[&str]) {
 
 /// The node (bridge 10.42.0.1/24, forwarding and bridge netfilter on), two pods, 10.42.0.2 and 10.42.0.3,
 /// each answering TCP on 8080 with its name, and a client outside the cluster: 192.168.77.2 on a veth to the
-/// node's 192.168.77.1, routing the load balancer address 192.168.200.100 through the node.
+/// node's 192.168.77.1, routing the load balancer address 192.168.200.100 through the node. On 8081 the pods
+/// answer with their name and the client address they see.
 struct Node {
     node: Netns,
     pods: Vec<Netns>,
@@ -108,9 +109,19 @@ impl Node {
             let addr: SocketAddr = format!("{pod_ip}:8080").parse().expect("an address");
             let name = format!("pod{i}");
             let listener = pod.run(move || TcpListener::bind(addr).expect("bind in the pod"));
+            let client_ip: SocketAddr = format!("{pod_ip}:8081").parse().expect("an address");
+            let client_ip = pod.run(move || TcpListener::bind(client_ip).expect("bind in the pod"));
+            let label = name.clone();
             std::thread::spawn(move || {
                 for mut conn in listener.incoming().flatten() {
                     let _ = conn.write_all(name.as_bytes());
+                }
+            });
+            // As agnhost netexec's /clientip: who the pod sees as the client.
+            std::thread::spawn(move || {
+                for mut conn in client_ip.incoming().flatten() {
+                    let peer = conn.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                    let _ = conn.write_all(format!("{label} {peer}").as_bytes());
                 }
             });
             pods.push(pod);
@@ -130,9 +141,13 @@ fn service(name: &str, cluster_ip: &str, port: u16, endpoints: &[&str]) -> Servi
         node_port: None,
         external_ips: vec![],
         localhost: false,
+        affinity_timeout: None,
+        internal_local: false,
+        external_local: false,
+        health_check_node_port: None,
         endpoints: endpoints
             .iter()
-            .map(|ip| Endpoint { ip: ip.parse::<IpAddr>().expect("an IP"), port: 8080 })
+            .map(|ip| Endpoint { ip: ip.parse::<IpAddr>().expect("an IP"), port: 8080, local: true })
             .collect(),
     }
 }
@@ -342,4 +357,76 @@ fn incremental_updates_follow_endpoints_and_leave_the_table_a_full_sync_would_wr
     assert_eq!(answers[2].2, Ok("pod0".to_string()), "the Service on its new address");
     assert_eq!(answers[2].0.len(), 1, "a removed Service does not answer: {:?}", answers[2].0);
     assert!(answers[2].0.iter().all(Result::is_err), "a removed Service does not answer: {:?}", answers[2].0);
+}
+
+/// The same service port with its endpoints on `port`, and only the first `local` of them on this node.
+fn on_port(mut service: ServicePort, port: u16, local: usize) -> ServicePort {
+    for (i, endpoint) in service.endpoints.iter_mut().enumerate() {
+        endpoint.port = port;
+        endpoint.local = i < local;
+    }
+    service
+}
+
+#[test]
+fn session_affinity_and_traffic_policies() {
+    let node = Node::new("p");
+    let mut sticky = service("sticky", "10.43.0.40", 80, &POD_IPS);
+    sticky.affinity_timeout = Some(60);
+    let mut cluster = on_port(service("cluster", "10.43.0.41", 80, &POD_IPS), 8081, 2);
+    cluster.node_port = Some(30090);
+    let mut local = on_port(service("local", "10.43.0.42", 80, &POD_IPS), 8081, 1);
+    (local.node_port, local.external_local, local.health_check_node_port) = (Some(30091), true, Some(32000));
+    let mut elsewhere = on_port(service("elsewhere", "10.43.0.43", 80, &POD_IPS), 8081, 0);
+    (elsewhere.node_port, elsewhere.external_local) = (Some(30092), true);
+    let mut internal = on_port(service("internal", "10.43.0.44", 80, &POD_IPS), 8081, 1);
+    internal.internal_local = true;
+    let mut internal_elsewhere = on_port(service("internal-elsewhere", "10.43.0.45", 80, &POD_IPS), 8081, 0);
+    internal_elsewhere.internal_local = true;
+    let ports = vec![sticky, cluster, local, elsewhere, internal, internal_elsewhere];
+    let script = Ruleset::new(&config(), ports, None).full_script();
+    node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
+    let many = |to: &'static str, n: usize| -> std::collections::BTreeSet<Result<String, ErrorKind>> {
+        (0..n).map(|_| fetch(to, None)).collect()
+    };
+
+    // ClientIP affinity: every connection from one client lands on the same pod.
+    let sticky = node.node.run(move || many("10.43.0.40:80", 20));
+    assert_eq!(sticky.len(), 1, "one pod for one client: {sticky:?}");
+    assert!(sticky.iter().all(Result::is_ok), "{sticky:?}");
+
+    let from_outside = node.outside.run(move || {
+        let started = Instant::now();
+        let dropped = fetch("192.168.77.1:30092", None);
+        (many("192.168.77.1:30090", 20), many("192.168.77.1:30091", 20), dropped, started.elapsed())
+    });
+    // externalTrafficPolicy Cluster: both pods, and they see the node (masqueraded), not the client.
+    let masqueraded: std::collections::BTreeSet<_> =
+        ["pod0 10.42.0.1", "pod1 10.42.0.1"].iter().map(|s| Ok(s.to_string())).collect();
+    assert_eq!(from_outside.0, masqueraded);
+    // externalTrafficPolicy Local: only this node's pod, and it sees the real client address.
+    assert_eq!(from_outside.1, [Ok("pod0 192.168.77.2".to_string())].into());
+    // No endpoint on this node: an outside client gets nothing here (its balancer's health check steers it away).
+    assert!(matches!(from_outside.2, Err(ErrorKind::TimedOut | ErrorKind::WouldBlock)), "{:?}", from_outside.2);
+    assert!(from_outside.3 >= Duration::from_secs(2), "dropped, not refused: {:?}", from_outside.3);
+
+    // Pods still use every endpoint of an externalTrafficPolicy Local Service, on its ClusterIP and NodePort.
+    let from_pod = node.pods[1].run(|| {
+        let set = |to: &str| -> std::collections::BTreeSet<_> {
+            (0..20).map(|_| fetch(to, Some("10.42.0.3")).map(|a| a[..4].to_string())).collect()
+        };
+        (set("10.43.0.43:80"), set("192.168.77.1:30091"))
+    });
+    let both: std::collections::BTreeSet<_> = [Ok("pod0".to_string()), Ok("pod1".to_string())].into();
+    assert_eq!(from_pod.0, both, "the ClusterIP of a Service with no endpoint here");
+    assert_eq!(from_pod.1, both, "the NodePort from a pod");
+
+    // internalTrafficPolicy Local: only this node's endpoint; none here means dropped, not rerouted.
+    let internal = node.node.run(move || {
+        let started = Instant::now();
+        (many("10.43.0.44:80", 20), fetch("10.43.0.45:80", None), started.elapsed())
+    });
+    assert_eq!(internal.0.len(), 1, "{:?}", internal.0);
+    assert!(internal.0.iter().all(|a| a.as_ref().is_ok_and(|a| a.starts_with("pod0 "))), "{:?}", internal.0);
+    assert!(matches!(internal.1, Err(ErrorKind::TimedOut | ErrorKind::WouldBlock)), "{:?}", internal.1);
 }
