@@ -10,10 +10,15 @@
 //!
 //! Routed: ClusterIP with random balancing, fast rejection for Services without endpoints and for unserved ports,
 //! NodePort on every local address, LoadBalancer ingress addresses, externalIPs and 127.0.0.1 for LoadBalancer
-//! ports, masquerade for hairpin, off-cluster and external clients. Still to come: session affinity, traffic
-//! policies, UDP conntrack cleanup and metrics. Rules go through the `nft` tool (`nft -f -` batches are atomic and
-//! readable when debugging); see `docs/benchmarks.md` for what it costs.
+//! ports, masquerade for hairpin, off-cluster and external clients; `sessionAffinity: ClientIP`,
+//! `externalTrafficPolicy: Local` (with its `healthCheckNodePort`, [`health`]) and `internalTrafficPolicy: Local`.
+//! After each apply, UDP flows still pointing at an endpoint that left are deleted from conntrack ([`conntrack`]),
+//! and [`metrics`] records sync durations, table size and network programming latency. Rules go through the `nft`
+//! tool (`nft -f -` batches are atomic and readable when debugging); see `docs/benchmarks.md` for what it costs.
 
+pub mod conntrack;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod ruleset;

@@ -156,6 +156,16 @@ impl Ruleset {
         Ruleset { config: config.clone(), ports, elements }
     }
 
+    /// The service port with this id.
+    pub fn service_port(&self, id: &str) -> Option<&ServicePort> {
+        self.ports.get(id).map(|p| &p.port)
+    }
+
+    /// Every service port, by id.
+    pub fn service_ports(&self) -> impl Iterator<Item = &ServicePort> {
+        self.ports.values().map(|p| &p.port)
+    }
+
     /// How many service ports, chains (the proxy's own, besides the fixed skeleton) and shared-map elements.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.ports.len(), self.ports.values().map(|p| p.chains.len()).sum(), self.elements.len())
@@ -487,28 +497,20 @@ fn endpoint_chain_rules(port: &ServicePort, endpoint: &Endpoint) -> Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Protocol;
 
     fn port(name: &str, ip: &str, endpoints: &[&str]) -> ServicePort {
         ServicePort {
             namespace: "default".into(),
             service: name.into(),
             port_name: "http".into(),
-            protocol: Protocol::Tcp,
             cluster_ips: vec![ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))],
             port: 80,
-            node_port: None,
-            external_ips: vec![],
-            localhost: false,
-            affinity_timeout: None,
-            internal_local: false,
-            external_local: false,
-            health_check_node_port: None,
             endpoints: endpoints
                 .iter()
                 .filter_map(|e| e.parse().ok())
                 .map(|ip| Endpoint { ip, port: 8080, local: true })
                 .collect(),
+            ..Default::default()
         }
     }
 

@@ -1,24 +1,29 @@
 //! The proxy's loop: reflectors cache every Service and EndpointSlice; once both have synced, every change
 //! (coalesced over a few milliseconds) rebuilds the desired ruleset and applies only its difference from the
-//! mirror of what was last applied. A failed apply drops the mirror, so the retry is a full sync. The rules stay in the kernel when the loop stops, so
-//! traffic keeps flowing while the proxy restarts; the first sync after a start replaces whatever table is there.
+//! mirror of what was last applied. A failed apply keeps the mirror (so the conntrack cleanup still knows what the
+//! kernel held) but forces the retry to be a full sync. After an apply: stale UDP flows are deleted, the health
+//! check servers follow the local endpoint counts, and the endpoint changes' trigger times become network
+//! programming latencies. The rules stay in the kernel when the loop stops, so traffic keeps flowing while the
+//! proxy restarts; the first sync after a start replaces whatever table is there.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::HealthServers;
 use crate::model::{ServicePort, service_ports};
-use crate::nft;
 use crate::ruleset::{Ruleset, RulesetConfig};
+use crate::{conntrack, metrics, nft};
 
 /// Changes arriving this close together are applied in one transaction.
 const COALESCE: Duration = Duration::from_millis(5);
@@ -29,9 +34,17 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Runs the proxy for the node named `node` until `stop` fires.
 pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop: CancellationToken) {
+    let started = Timestamp::now();
     let changed = Arc::new(Notify::new());
-    let services = cache::<Service>(Api::all(client.clone()), changed.clone(), stop.clone());
-    let slices = cache::<EndpointSlice>(Api::all(client), changed.clone(), stop.clone());
+    // Trigger times of the endpoint changes not yet programmed (older than this start: not ours to measure).
+    let triggers: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
+    let pending = triggers.clone();
+    let services = cache::<Service>(Api::all(client.clone()), changed.clone(), stop.clone(), |_| {});
+    let slices = cache::<EndpointSlice>(Api::all(client), changed.clone(), stop.clone(), move |slice| {
+        if let Some(at) = metrics::trigger_time(slice).filter(|at| *at >= started) {
+            pending.lock().unwrap_or_else(PoisonError::into_inner).push(at);
+        }
+    });
     tokio::select! {
         _ = stop.cancelled() => return,
         ready = async { tokio::try_join!(services.wait_until_ready(), slices.wait_until_ready()) } => {
@@ -40,42 +53,64 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
             }
         }
     }
-    // The mirror: what the kernel's table holds, as far as this process knows. None forces a full sync.
+    let metrics = metrics::metrics();
+    let mut health = HealthServers::default();
+    // The mirror: what the kernel's table held after the last successful sync. `full` forces the next sync to
+    // replace the whole table: at start (reconciling whatever an earlier run left) and after a failure.
     let mut applied: Option<Ruleset> = None;
+    let mut full = true;
     loop {
+        let batch: Vec<Timestamp> = std::mem::take(&mut *triggers.lock().unwrap_or_else(PoisonError::into_inner));
         let desired = Ruleset::new(&config, desired(&services, &slices, &node), applied.as_ref());
         let script = match &applied {
-            Some(applied) => desired.update_script(applied),
-            None => Some(desired.full_script()),
+            Some(applied) if !full => desired.update_script(applied),
+            _ => Some(desired.full_script()),
         };
+        let mut healthy = true;
+        if script.is_none() {
+            // The kernel already holds what these changes ask for: programmed as of now.
+            metrics.programmed(&batch);
+        }
         if let Some(script) = script {
-            let started = Instant::now();
+            let began = Instant::now();
             match tokio::task::spawn_blocking(move || nft::apply(&script)).await {
                 Ok(Ok(())) => {
-                    let (ports, chains, elements) = desired.counts();
-                    let full = applied.is_none();
-                    tracing::debug!(elapsed = ?started.elapsed(), full, ports, chains, elements, "service rules applied");
+                    let counts = desired.counts();
+                    metrics.synced(began.elapsed(), full, counts);
+                    metrics.programmed(&batch);
+                    tracing::debug!(elapsed = ?began.elapsed(), full, ?counts, "service rules applied");
+                    if let Some(before) = &applied {
+                        let stale = conntrack::stale_udp_flows(before, &desired);
+                        if !stale.is_empty() {
+                            let _ = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;
+                        }
+                    }
                     applied = Some(desired);
+                    full = false;
                 }
                 outcome => {
                     tracing::warn!(?outcome, "applying the service rules failed; retrying with a full sync");
-                    applied = None;
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY) => continue,
-                    }
+                    metrics.sync_failures.inc();
+                    triggers.lock().unwrap_or_else(PoisonError::into_inner).extend(batch);
+                    full = true;
+                    healthy = false;
                 }
             }
         }
+        if let Some(applied) = &applied {
+            health.update(applied, healthy).await;
+        }
+        let wait = if healthy { None } else { Some(RETRY) };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changed.notified() => tokio::time::sleep(COALESCE).await,
+            _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
         }
     }
 }
 
-/// A reflector for `K` whose every change wakes `changed`.
-fn cache<K>(api: Api<K>, changed: Arc<Notify>, stop: CancellationToken) -> Store<K>
+/// A reflector for `K` whose every change wakes `changed`, after `seen` has looked at the changed object.
+fn cache<K>(api: Api<K>, changed: Arc<Notify>, stop: CancellationToken, seen: impl Fn(&K) + Send + 'static) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -87,7 +122,10 @@ where
             tokio::select! {
                 _ = stop.cancelled() => return,
                 item = stream.next() => match item {
-                    Some(Ok(_)) => changed.notify_one(),
+                    Some(Ok(object)) => {
+                        seen(&object);
+                        changed.notify_one();
+                    }
                     Some(Err(e)) => tracing::debug!(error = %e, "a proxy watch failed; it restarts"),
                     None => return,
                 },

@@ -6,15 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
-use skiff_proxy::nft;
 use skiff_proxy::ruleset::{Ruleset, RulesetConfig};
+use skiff_proxy::{conntrack, nft};
 
 /// A network namespace, deleted on drop.
 struct Netns(String);
@@ -59,7 +59,7 @@ fn ip(args: &[&str]) {
 /// The node (bridge 10.42.0.1/24, forwarding and bridge netfilter on), two pods, 10.42.0.2 and 10.42.0.3,
 /// each answering TCP on 8080 with its name, and a client outside the cluster: 192.168.77.2 on a veth to the
 /// node's 192.168.77.1, routing the load balancer address 192.168.200.100 through the node. On 8081 the pods
-/// answer with their name and the client address they see.
+/// answer with their name and the client address they see; on UDP 8080, every datagram with their name.
 struct Node {
     node: Netns,
     pods: Vec<Netns>,
@@ -112,6 +112,15 @@ impl Node {
             let client_ip: SocketAddr = format!("{pod_ip}:8081").parse().expect("an address");
             let client_ip = pod.run(move || TcpListener::bind(client_ip).expect("bind in the pod"));
             let label = name.clone();
+            let udp_addr: SocketAddr = format!("{pod_ip}:8080").parse().expect("an address");
+            let udp = pod.run(move || UdpSocket::bind(udp_addr).expect("bind UDP in the pod"));
+            let udp_name = name.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(udp_name.as_bytes(), from);
+                }
+            });
             std::thread::spawn(move || {
                 for mut conn in listener.incoming().flatten() {
                     let _ = conn.write_all(name.as_bytes());
@@ -134,21 +143,13 @@ fn service(name: &str, cluster_ip: &str, port: u16, endpoints: &[&str]) -> Servi
     ServicePort {
         namespace: "default".into(),
         service: name.into(),
-        port_name: String::new(),
-        protocol: Protocol::Tcp,
         cluster_ips: vec![cluster_ip.parse().expect("an IP")],
         port,
-        node_port: None,
-        external_ips: vec![],
-        localhost: false,
-        affinity_timeout: None,
-        internal_local: false,
-        external_local: false,
-        health_check_node_port: None,
         endpoints: endpoints
             .iter()
             .map(|ip| Endpoint { ip: ip.parse::<IpAddr>().expect("an IP"), port: 8080, local: true })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -429,4 +430,65 @@ fn session_affinity_and_traffic_policies() {
     assert_eq!(internal.0.len(), 1, "{:?}", internal.0);
     assert!(internal.0.iter().all(|a| a.as_ref().is_ok_and(|a| a.starts_with("pod0 "))), "{:?}", internal.0);
     assert!(matches!(internal.1, Err(ErrorKind::TimedOut | ErrorKind::WouldBlock)), "{:?}", internal.1);
+}
+
+/// Sends a datagram from `socket` to `to` and waits up to a second for the answer.
+fn ask(socket: &UdpSocket, to: &str) -> Result<String, ErrorKind> {
+    socket.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.kind())?;
+    socket.send_to(b"who", to).map_err(|e| e.kind())?;
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).map_err(|e| e.kind())?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn udp_clients_follow_their_endpoint_when_conntrack_is_cleaned_and_tcp_shares_the_port() {
+    let node = Node::new("u");
+    let apply = |node: &Node, script: String| node.node.run(move || nft::apply(&script)).expect("the rules apply");
+    let dns = |endpoints: &[&str]| {
+        let mut udp = service("dns", "10.43.0.50", 53, endpoints);
+        (udp.protocol, udp.port_name) = (Protocol::Udp, "dns".into());
+        let mut tcp = service("dns", "10.43.0.50", 53, &[POD_IPS[1]]);
+        tcp.port_name = "dns-tcp".into();
+        vec![udp, tcp]
+    };
+    let mut applied = Ruleset::new(&config(), dns(&[]), None);
+    apply(&node, applied.full_script());
+    // One client socket throughout: the same 5-tuple, as a resolver reusing its port.
+    let client = node.node.run(|| UdpSocket::bind("10.42.0.1:0").expect("a client socket"));
+    let client = std::sync::Arc::new(client);
+    let ask_dns = |node: &Node| {
+        let client = client.clone();
+        node.node.run(move || ask(&client, "10.43.0.50:53"))
+    };
+    // Rejected at once, not a timeout (from the node itself the rejection fails the send: EPERM).
+    let rejected = ask_dns(&node);
+    assert!(matches!(rejected, Err(ErrorKind::ConnectionRefused | ErrorKind::PermissionDenied)), "{rejected:?}");
+
+    // The first endpoint: the cleanup forgets what conntrack remembered of the rejected flow.
+    let mut step = |node: &Node, endpoints: &[&str], clean: bool| {
+        let desired = Ruleset::new(&config(), dns(endpoints), Some(&applied));
+        apply(node, desired.update_script(&applied).expect("a change"));
+        let stale = conntrack::stale_udp_flows(&applied, &desired);
+        applied = desired;
+        let started = Instant::now();
+        if clean {
+            assert_eq!(node.node.run(move || conntrack::delete(&stale)), 0, "every conntrack filter runs");
+        }
+        started.elapsed()
+    };
+    step(&node, &[POD_IPS[0]], true);
+    assert_eq!(ask_dns(&node), Ok("pod0".to_string()));
+    // TCP on the same port is a service port of its own, with its own endpoint.
+    assert_eq!(node.node.run(|| fetch("10.43.0.50:53", None)), Ok("pod1".to_string()));
+
+    // pod0 leaves the Service. Without the cleanup, conntrack keeps sending this client to it — upstream's
+    // black hole when the pod is gone. With it, the next datagram goes to the remaining endpoint.
+    step(&node, &[POD_IPS[1]], false);
+    assert_eq!(ask_dns(&node), Ok("pod0".to_string()), "the stale entry still points at the departed endpoint");
+    step(&node, &[POD_IPS[0], POD_IPS[1]], false);
+    let took = step(&node, &[POD_IPS[1]], true);
+    assert!(took < Duration::from_secs(1), "cleaned in {took:?}");
+    assert_eq!(ask_dns(&node), Ok("pod1".to_string()), "the client follows its endpoint");
+    assert_eq!(node.node.run(|| fetch("10.43.0.50:53", None)), Ok("pod1".to_string()), "TCP unaffected");
 }

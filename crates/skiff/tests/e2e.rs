@@ -20,5 +20,6 @@ mod e2e {
     mod proxy;
     mod python;
     mod service_types;
+    mod traffic;
     mod watch;
 }

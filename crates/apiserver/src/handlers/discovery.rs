@@ -42,6 +42,8 @@ pub fn serve(state: &State, req: &Request<Body>, path: &str) -> Result<Option<Re
     let verbose = req.uri().query().is_some_and(|q| q.contains("verbose"));
     match segs.as_slice() {
         ["version"] => Ok(Some(version())),
+        // Every component's metrics in this process (the proxy's, when the node agent runs inside the server).
+        ["metrics"] => Ok(Some(codec::bytes(StatusCode::OK, skiff_metrics::CONTENT_TYPE, skiff_metrics::render()))),
         [check, ..] if matches!(*check, "healthz" | "livez" | "readyz") => {
             if *check == "readyz" && !state.is_ready() {
                 return Err(ApiError::ServiceUnavailable("the API server is starting".into()).into());

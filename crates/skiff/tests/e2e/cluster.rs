@@ -79,6 +79,30 @@ impl Cluster {
         }
     }
 
+    /// The node's network namespace, for a node cluster.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    /// Runs `f` on a thread inside the node's network namespace (sockets it opens stay in it).
+    pub fn in_node<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.netns.as_deref().expect("a node cluster"));
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the node's namespace");
+            nix::sched::setns(std::os::fd::AsFd::as_fd(&ns), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("the node thread")
+    }
+
+    /// Stops the server (SIGTERM: the node agent leaves pods and rules in place), waits `down`, starts it again.
+    pub fn restart_after(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.launch();
+    }
+
     /// GETs `url` with curl from inside the node's network namespace (3 s at most); the body when it succeeded.
     pub fn node_curl(&self, url: &str) -> Option<String> {
         let out = self.node_cmd("curl").args(["-s", "-m", "3", url]).output().ok()?;
