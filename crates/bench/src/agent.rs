@@ -115,6 +115,7 @@ async fn one_run(settings: &AgentSettings) -> Result<AgentSample, BenchError> {
         NODE,
         free_port()?,
         &server.dir().join("agent.log"),
+        "warn",
     )?;
     let result = drive_run(settings, &server, &mut agent, &data_dir.join("agent")).await;
     let result = result.map_err(|e| match agent.check_running() {

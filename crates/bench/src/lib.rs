@@ -12,13 +12,17 @@
 //! whose status the benchmark writes as a kubelet would, timing readiness changes until the EndpointSlice watcher
 //! sees them and reading both processes' RSS; it is rendered as a table of its own. A third, [`agent`], runs a
 //! separate `skiff agent` beside the server inside the benchmark's own network namespace and times pods from
-//! create to Ready, fills the node to its density target and reads the agent's memory.
+//! create to Ready, fills the node to its density target and reads the agent's memory. A fourth, [`proxy`], writes
+//! thousands of Services and EndpointSlices, times the agent's proxy programming them (a full sync, then single
+//! endpoint changes until a packet reaches the new endpoint), first-packet latency through ClusterIPs and `wrk`
+//! throughput against direct pod traffic.
 
 pub mod agent;
 pub mod controllers;
 pub mod error;
 pub mod load;
 pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod stats;

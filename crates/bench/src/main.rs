@@ -6,6 +6,7 @@
 //! target/release/skiff-bench --services 10000 --runs 5 --load-runs 3
 //! target/release/skiff-bench --scenarios controllers --ctl-services 1000 --ctl-pods 10 --ctl-runs 3
 //! target/release/skiff-bench --scenarios agent --agent-runs 3
+//! target/release/skiff-bench --scenarios proxy --proxy-sizes 100,1000,10000
 //! ```
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use skiff_bench::agent::{self, AgentSettings};
 use skiff_bench::controllers::{self, CtlSettings};
+use skiff_bench::proxy::{self, ProxySettings};
 use skiff_bench::report;
 use skiff_bench::run::{self, Datastore, Settings};
 
@@ -31,6 +33,9 @@ enum Scenario {
     /// The node agent in a separate process, in a network namespace of the benchmark's own: pod create → Ready
     /// latency, density and memory.
     Agent,
+    /// The node agent's proxy, in network namespaces of the benchmark's own: full sync, programming latency,
+    /// first-packet latency and throughput through ClusterIPs.
+    Proxy,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -38,7 +43,8 @@ fn parse_scenario(s: &str) -> Result<Scenario, String> {
         "api" => Ok(Scenario::Api),
         "controllers" => Ok(Scenario::Controllers),
         "agent" => Ok(Scenario::Agent),
-        other => Err(format!("unknown scenario {other:?} (expected api, controllers or agent)")),
+        "proxy" => Ok(Scenario::Proxy),
+        other => Err(format!("unknown scenario {other:?} (expected api, controllers, agent or proxy)")),
     }
 }
 
@@ -51,7 +57,8 @@ struct Args {
     /// The etcd binary for the etcd runs.
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
-    /// Scenarios to run, comma-separated, in this order: api, controllers, agent (agent needs root).
+    /// Scenarios to run, comma-separated, in this order: api, controllers, agent, proxy (agent and proxy need
+    /// root).
     #[arg(long, default_value = "api,controllers", value_delimiter = ',', value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Datastores the api scenario measures, comma-separated: sqlite, etcd.
@@ -102,6 +109,21 @@ struct Args {
     /// Controllers scenario: seed of the random choice of pods to flip.
     #[arg(long, default_value_t = 1)]
     ctl_seed: u64,
+    /// Proxy scenario: Service counts, comma-separated (a fresh server and agent each).
+    #[arg(long, default_value = "100,1000,10000", value_delimiter = ',')]
+    proxy_sizes: Vec<usize>,
+    /// Proxy scenario: endpoints per Service.
+    #[arg(long, default_value_t = 10)]
+    proxy_endpoints: usize,
+    /// Proxy scenario: endpoint changes timed per size.
+    #[arg(long, default_value_t = 200)]
+    proxy_changes: usize,
+    /// Proxy scenario: TCP handshakes timed per size and path.
+    #[arg(long, default_value_t = 2000)]
+    proxy_handshakes: usize,
+    /// Proxy scenario: seconds per wrk run at the largest size (0 skips wrk).
+    #[arg(long, default_value_t = 5)]
+    proxy_wrk_seconds: u64,
     /// Parent directory of the temporary data dirs (default: the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -132,7 +154,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    if args.scenarios.contains(&Scenario::Agent)
+    if (args.scenarios.contains(&Scenario::Agent) || args.scenarios.contains(&Scenario::Proxy))
         && let Err(e) = agent::enter_private_network()
     {
         eprintln!("skiff-bench: {e}");
@@ -181,6 +203,18 @@ async fn bench(args: Args) -> anyhow::Result<String> {
         density_pods: args.agent_density_pods.max(args.agent_latency_pods),
         settle: Duration::from_millis(args.settle_ms),
     };
+    let proxy = ProxySettings {
+        skiff: skiff.clone(),
+        work_dir: work_dir.clone(),
+        sizes: args.proxy_sizes.iter().copied().filter(|n| *n > 0).collect(),
+        endpoints_per_service: args.proxy_endpoints.max(1),
+        changes: args.proxy_changes,
+        handshakes: args.proxy_handshakes,
+        wrk_seconds: args.proxy_wrk_seconds,
+        concurrency: args.concurrency.max(1),
+        settle: Duration::from_millis(args.settle_ms),
+        seed: args.ctl_seed,
+    };
     let ctl = CtlSettings {
         skiff,
         work_dir,
@@ -216,6 +250,12 @@ async fn bench(args: Args) -> anyhow::Result<String> {
                     .await
                     .map_err(|e| anyhow::anyhow!(e).context("benchmarking the agent"))?;
                 out.push(report::agent::render(&node, &samples));
+            }
+            Scenario::Proxy => {
+                let samples = proxy::bench_proxy(&proxy)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e).context("benchmarking the proxy"))?;
+                out.push(report::proxy::render(&proxy, &samples));
             }
         }
     }

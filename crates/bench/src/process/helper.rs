@@ -25,11 +25,12 @@ impl Helper {
             "skiff controllers",
             vec!["controllers".into(), "--kubeconfig".into(), kubeconfig.into()],
             log,
+            "warn",
         )
     }
 
     /// Spawns `binary agent` for the server whose data dir is `server_data_dir`, as node `node_name` on
-    /// 127.0.0.1 with its streaming server on `agent_port`.
+    /// 127.0.0.1 with its streaming server on `agent_port`, logging what `rust_log` selects.
     pub fn agent(
         binary: &Path,
         kubeconfig: &Path,
@@ -37,19 +38,26 @@ impl Helper {
         node_name: &str,
         agent_port: u16,
         log: &Path,
+        rust_log: &str,
     ) -> Result<Self, BenchError> {
         let mut args: Vec<OsString> = vec!["agent".into(), "--kubeconfig".into(), kubeconfig.into()];
         args.extend(["--server-data-dir".into(), server_data_dir.into()]);
         args.extend(["--node-ip", "127.0.0.1", "--node-name", node_name].map(OsString::from));
         args.extend(["--agent-port".into(), agent_port.to_string().into()]);
-        Self::spawn(binary, "skiff agent", args, log)
+        Self::spawn(binary, "skiff agent", args, log, rust_log)
     }
 
-    fn spawn(binary: &Path, what: &'static str, args: Vec<OsString>, log: &Path) -> Result<Self, BenchError> {
+    fn spawn(
+        binary: &Path,
+        what: &'static str,
+        args: Vec<OsString>,
+        log: &Path,
+        rust_log: &str,
+    ) -> Result<Self, BenchError> {
         let file = log_file(log)?;
         let child = Command::new(binary)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
