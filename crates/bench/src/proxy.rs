@@ -73,6 +73,8 @@ pub struct ProxySample {
     pub full_sync_ms: f64,
     /// The agent's own account of applying that first, full sync (`nft -f`), when its log had it.
     pub full_apply_ms: Option<f64>,
+    /// The agent's account of applying each partial sync after that (`nft -f`), in ms.
+    pub partial_apply_ms: Vec<f64>,
     /// EndpointSlice write → the new endpoint answered through the ClusterIP.
     pub programming_ms: Vec<f64>,
     pub handshake_cluster_ip_ms: Vec<f64>,
@@ -86,6 +88,10 @@ pub struct ProxySample {
 impl ProxySample {
     pub fn programming(&self, p: f64) -> f64 {
         percentile(&self.programming_ms, p).unwrap_or(f64::NAN)
+    }
+
+    pub fn partial_apply(&self, p: f64) -> f64 {
+        percentile(&self.partial_apply_ms, p).unwrap_or(f64::NAN)
     }
 
     pub fn handshake_cluster_ip(&self, p: f64) -> f64 {
@@ -159,9 +165,10 @@ async fn one_size(settings: &ProxySettings, services: usize, throughput: bool) -
             Err(exited) => exited,
             Ok(()) => e,
         });
-        let full_apply_ms = std::fs::read_to_string(&log).ok().and_then(|l| full_apply_ms(&l));
         agent.stop();
-        outcome.map(|s| ProxySample { populate_ms, full_apply_ms, ..s })
+        let (full_apply_ms, partial_apply_ms) =
+            std::fs::read_to_string(&log).map(|l| apply_times_ms(&l)).unwrap_or_default();
+        outcome.map(|s| ProxySample { populate_ms, full_apply_ms, partial_apply_ms, ..s })
     }
     .await;
     let teardown = std::process::Command::new(&settings.skiff)
@@ -315,11 +322,42 @@ async fn throughput_runs(
     .await?
 }
 
-/// The `elapsed` the proxy logged for its first full sync (`service rules applied elapsed=… full=true`), in ms.
-pub fn full_apply_ms(log: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains("service rules applied") && l.contains("full=true"))?;
-    let value = line.split("elapsed=").nth(1)?.split_whitespace().next()?;
-    debug_duration_ms(value)
+/// The `elapsed` the proxy logged for each sync (`service rules applied elapsed=… full=…`), in ms: the first full
+/// one, and every partial one.
+pub fn apply_times_ms(log: &str) -> (Option<f64>, Vec<f64>) {
+    let mut full = None;
+    let mut partial = Vec::new();
+    for line in log.lines().map(strip_ansi).filter(|l| l.contains("service rules applied")) {
+        let Some(ms) =
+            line.split("elapsed=").nth(1).and_then(|v| v.split_whitespace().next()).and_then(debug_duration_ms)
+        else {
+            continue;
+        };
+        if line.contains("full=true") {
+            full = full.or(Some(ms));
+        } else {
+            partial.push(ms);
+        }
+    }
+    (full, partial)
+}
+
+/// `line` without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A `Duration`'s Debug form (`812.3µs`, `1.5ms`, `2.1s`, `900ns`) in ms.
@@ -342,12 +380,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_full_sync_apply_time_is_read_from_the_agent_log() {
+    fn sync_apply_times_are_read_from_the_agent_log() {
         let log = "2026-12-07T02:00:00Z DEBUG skiff_proxy::sync: service rules applied elapsed=1.25s full=true \
                    counts=(10000, 110000, 20003)\n\
                    2026-12-07T02:00:02Z DEBUG skiff_proxy::sync: service rules applied elapsed=3.1ms full=false";
-        assert_eq!(full_apply_ms(log), Some(1250.0));
+        assert_eq!(apply_times_ms(log), (Some(1250.0), vec![3.1]));
         assert_eq!(debug_duration_ms("812.5µs"), Some(0.8125));
-        assert_eq!(full_apply_ms("nothing here"), None);
+        assert_eq!(apply_times_ms("nothing here"), (None, vec![]));
+        let coloured = "\u{1b}[2mskiff_proxy::sync\u{1b}[0m service rules applied \u{1b}[3melapsed\u{1b}[0m\u{1b}[2m=\u{1b}[0m2ms \
+                        \u{1b}[3mfull\u{1b}[0m\u{1b}[2m=\u{1b}[0mtrue";
+        assert_eq!(apply_times_ms(coloured), (Some(2.0), vec![]));
     }
 }

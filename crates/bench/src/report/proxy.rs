@@ -27,6 +27,8 @@ pub fn render(settings: &ProxySettings, samples: &[ProxySample]) -> String {
         ("endpoint change → new endpoint answers, p50", None, |s| Some(s.programming(50.0)), "ms"),
         ("  p99", Some(("≤ 50 ms", 50.0)), |s| Some(s.programming(99.0)), "ms"),
         ("  max", None, |s| Some(s.programming(100.0)), "ms"),
+        ("  of which the nft apply (agent log), p50", None, |s| Some(s.partial_apply(50.0)), "ms"),
+        ("    p99", None, |s| Some(s.partial_apply(99.0)), "ms"),
         ("TCP handshake via ClusterIP, p50", None, |s| Some(s.handshake_cluster_ip(50.0)), "ms"),
         ("  p99", None, |s| Some(s.handshake_cluster_ip(99.0)), "ms"),
         ("TCP handshake to the endpoint directly, p50", None, |s| Some(s.handshake_direct(50.0)), "ms"),
