@@ -121,7 +121,7 @@ struct Args {
     /// Proxy scenario: TCP handshakes timed per size and path.
     #[arg(long, default_value_t = 2000)]
     proxy_handshakes: usize,
-    /// Proxy scenario: seconds per wrk run at the largest size (0 skips wrk).
+    /// Proxy scenario: seconds per wrk run at the smallest size (0 skips wrk).
     #[arg(long, default_value_t = 5)]
     proxy_wrk_seconds: u64,
     /// Parent directory of the temporary data dirs (default: the system temp dir).

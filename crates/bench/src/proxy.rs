@@ -10,7 +10,7 @@
 //!    ClusterIP is answered by the new endpoint ([`probe::until_reached`]);
 //! 3. **first-packet latency**: TCP handshakes to random ClusterIPs against handshakes straight to endpoint
 //!    addresses;
-//! 4. at the largest size, **data plane throughput**: `wrk` against an agnhost `netexec` pod through its
+//! 4. at the smallest size, **data plane throughput**: `wrk` against an agnhost `netexec` pod through its
 //!    ClusterIP and straight to its pod IP, alternating.
 //!
 //! The agent's RSS is read after the full sync and at the end. Afterwards `skiff teardown` removes the table.
@@ -116,9 +116,11 @@ impl ProxySample {
 pub async fn bench_proxy(settings: &ProxySettings) -> Result<Vec<ProxySample>, BenchError> {
     let _network = network::EndpointNetwork::create(SERVICE_CIDR)?;
     let mut samples = Vec::with_capacity(settings.sizes.len());
-    let largest = settings.sizes.iter().copied().max().unwrap_or(0);
+    // The per-packet path does not depend on the table's size (one verdict map lookup; the handshakes show it), so
+    // throughput is measured where the proxy's own syncs disturb it least: at the smallest size.
+    let smallest = settings.sizes.iter().copied().min().unwrap_or(0);
     for &services in &settings.sizes {
-        let s = one_size(settings, services, services == largest && settings.wrk_seconds > 0).await?;
+        let s = one_size(settings, services, services == smallest && settings.wrk_seconds > 0).await?;
         eprintln!(
             "[proxy] {services} Services: full sync {:.0} ms (nft apply {}); change → new endpoint p50 {:.1} ms p99 \
              {:.1} ms; handshake ClusterIP p50 {:.3} ms p99 {:.3} ms (direct {:.3}/{:.3}); agent RSS {:.1} MiB",
@@ -293,7 +295,7 @@ async fn throughput_runs(
     pods.create(&PostParams::default(), &pod).await?;
     let created = services.create(&PostParams::default(), &service).await?;
     let cluster_ip = created.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let pod_ip = loop {
         agent.check_running()?;
         let pod = pods.get("web").await?;
@@ -303,7 +305,7 @@ async fn throughput_runs(
             break ip;
         }
         if Instant::now() > deadline {
-            return Err(BenchError::NotReady { what: "the netexec pod", secs: 120, log: agent.log_tail() });
+            return Err(BenchError::NotReady { what: "the netexec pod", secs: 300, log: agent.log_tail() });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -68,7 +68,7 @@ impl EndpointNetwork {
         Ok(network)
     }
 
-    /// A thread in the endpoint namespace answering every connection with the address it was reached on.
+    /// Threads in the endpoint namespace answering every connection with the address it was reached on.
     fn listen(&self) -> Result<(), BenchError> {
         let path = format!("/run/netns/{}", self.name);
         let ns = std::fs::File::open(&path).map_err(|source| BenchError::Io {
@@ -80,9 +80,7 @@ impl EndpointNetwork {
         std::thread::spawn(move || {
             let bound = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| format!("entering the endpoint namespace: {e}"))
-                .and_then(|()| {
-                    TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).map_err(|e| format!("listening on {PORT}: {e}"))
-                });
+                .and_then(|()| listener().map_err(|e| format!("listening on {PORT}: {e}")));
             let listener = match bound {
                 Ok(listener) => {
                     let _ = ready_tx.send(Ok(()));
@@ -93,17 +91,37 @@ impl EndpointNetwork {
                     return;
                 }
             };
-            // The process exits with this thread still accepting; the namespace's deletion does not need it gone.
-            for mut stream in listener.incoming().flatten() {
-                if let Ok(local) = stream.local_addr() {
-                    let _ = stream.write_all(local.ip().to_string().as_bytes());
-                }
+            // Two acceptors; the process exits with them still accepting (deleting the namespace does not need
+            // them gone).
+            let second = listener.try_clone().ok();
+            if let Some(second) = second {
+                std::thread::spawn(move || answer(&second));
             }
+            answer(&listener);
         });
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(BenchError::Check(e)),
             Err(_) => Err(BenchError::Check("the endpoint listener thread died".into())),
+        }
+    }
+}
+
+/// A listening socket on every address, port [`PORT`], with a deep accept queue: probes arrive in bursts and a
+/// dropped SYN would cost a one-second retransmission.
+fn listener() -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)).into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Answers every connection with the address it was reached on.
+fn answer(listener: &TcpListener) {
+    for mut stream in listener.incoming().flatten() {
+        if let Ok(local) = stream.local_addr() {
+            let _ = stream.write_all(local.ip().to_string().as_bytes());
         }
     }
 }

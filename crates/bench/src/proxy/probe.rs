@@ -39,7 +39,7 @@ pub fn handshake_times(n: usize, mut pick: impl FnMut(usize) -> SocketAddr) -> R
     for i in 0..n {
         let target = pick(i);
         let started = Instant::now();
-        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))
             .map_err(|e| BenchError::Check(format!("connecting to {target}: {e}")))?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         drop(stream);
