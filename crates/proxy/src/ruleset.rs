@@ -1,17 +1,22 @@
-//! The nftables ruleset for a set of service ports, in upstream kube-proxy's nftables shape: one `inet` table;
+//! The nftables ruleset for a set of service ports, after upstream kube-proxy's nftables shape: one `inet` table;
 //! a single verdict-map lookup (`ip daddr . meta l4proto . th dport`) sends a packet for a ClusterIP to its
 //! service port's chain, so per-packet cost does not grow with the number of Services; that chain picks an
-//! endpoint uniformly at random (`numgen random`) and jumps to the endpoint's chain, which DNATs. Service ports
-//! without endpoints are rejected at once from a second map; a ClusterIP on a port it does not serve (and ICMP to
-//! it) is rejected, an unallocated address in the service CIDR dropped. Masquerade only where the reply would not
-//! come back through this node otherwise: a client outside the cluster CIDR, or a pod reaching itself (hairpin).
+//! endpoint uniformly at random (`numgen random`) and DNATs to it through a map of its own (slot → address .
+//! port). Unlike upstream there is no chain per endpoint (except with session affinity, which needs one to
+//! remember the client): the kernel's cost of every commit and of every ruleset dump grows with the number of
+//! chains, and at 10,000 Services × 10 endpoints a chain per endpoint is 110,000 of them (`docs/benchmarks.md`).
+//! Service ports without endpoints are rejected at once from a second map; a ClusterIP on a port it does not
+//! serve (and ICMP to it) is rejected, an unallocated address in the service CIDR dropped. Masquerade only where
+//! the reply would not come back through this node otherwise: a client outside the cluster CIDR, or a pod
+//! reaching itself (hairpin: a DNATed connection whose source and destination are one endpoint, looked up in a
+//! set of `endpoint . endpoint` pairs at postrouting).
 //!
 //! A [`Ruleset`] is the desired table as data: the fixed skeleton, the elements of the shared maps, and per
 //! service port the chains it owns. [`Ruleset::full_script`] writes all of it as one table replacement;
 //! [`Ruleset::update_script`] diffs it against the ruleset last applied (the in-memory mirror of the kernel's
-//! table) and writes only the change: new chains, chains whose rules changed (flushed and refilled), map
-//! elements removed and added, stale chains flushed then deleted and stale sets deleted — one transaction either
-//! way.
+//! table) and writes only the change: new sets and chains, chains whose rules changed (flushed and refilled), map
+//! elements removed and added (a replaced endpoint is just that), stale chains flushed then deleted and stale
+//! sets deleted — one transaction either way.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -33,14 +38,18 @@ const SERVICE_IPS: &str = "service-ips";
 const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 const SERVICE_NODEPORTS: &str = "service-nodeports";
 const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+/// `endpoint . endpoint` for every endpoint the table DNATs to: a connection DNATed back to its own source is a
+/// pod reaching itself through its Service (hairpin), masqueraded so the reply comes back through the node.
+const HAIRPIN_ENDPOINTS: &str = "hairpin-endpoints";
 const BY_ADDRESS: &str = "ipv4_addr . inet_proto . inet_service : verdict";
 const BY_PORT: &str = "inet_proto . inet_service : verdict";
-const SHARED: [(&str, &str, &str); 5] = [
+const SHARED: [(&str, &str, &str); 6] = [
     ("set", CLUSTER_IPS, "ipv4_addr"),
     ("map", SERVICE_IPS, BY_ADDRESS),
     ("map", NO_ENDPOINT_SERVICES, BY_ADDRESS),
     ("map", SERVICE_NODEPORTS, BY_PORT),
     ("map", NO_ENDPOINT_NODEPORTS, BY_PORT),
+    ("set", HAIRPIN_ENDPOINTS, "ipv4_addr . ipv4_addr"),
 ];
 
 /// What the ruleset depends on besides the services.
@@ -69,6 +78,11 @@ pub fn external_chain(port: &ServicePort) -> String {
 /// The name of the chain that balances over this node's endpoints of a service port (traffic policy Local).
 pub fn local_chain(port: &ServicePort) -> String {
     format!("local-{}-{}", short_hash(&port.id()), port.id())
+}
+
+/// The name of the map from `numgen` slot to endpoint address and port that a balancing chain DNATs through.
+pub fn endpoints_map(chain: &str) -> String {
+    format!("endpoints-{chain}")
 }
 
 /// The name of the set of clients that stick to one endpoint of a service port (session affinity).
@@ -107,11 +121,14 @@ struct Element {
     verdict: Option<String>,
 }
 
-/// A set a service port owns (session affinity's clients), with its declaration.
+/// A set or map a service port owns (session affinity's clients; a balancing chain's endpoints), with its
+/// declaration and, for a map, its elements (key → element text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Set {
+    kind: &'static str,
     name: String,
     definition: String,
+    elements: BTreeMap<String, String>,
 }
 
 /// What one service port puts in the table: the chains and sets it owns and its elements in the shared maps.
@@ -192,7 +209,12 @@ impl Ruleset {
         }
         skeleton(&mut out, &self.config);
         for set in self.ports.values().flat_map(|p| &p.sets) {
-            let _ = writeln!(out, "  set {} {{\n    {}\n  }}", set.name, set.definition);
+            let _ = write!(out, "  {} {} {{\n    {}\n", set.kind, set.name, set.definition);
+            if !set.elements.is_empty() {
+                let elements: Vec<&str> = set.elements.values().map(String::as_str).collect();
+                let _ = writeln!(out, "    elements = {{ {} }}", elements.join(", "));
+            }
+            out.push_str("  }\n");
         }
         for chain in self.ports.values().flat_map(|p| &p.chains) {
             let _ = writeln!(out, "  chain {} {{", chain.name);
@@ -217,6 +239,8 @@ impl Ruleset {
         let mut stale = Vec::new();
         let mut new_sets = Vec::new();
         let mut stale_sets = Vec::new();
+        // Elements of sets that stay: (set, keys removed or changed, element texts added or changed).
+        let mut set_changes: Vec<(&Set, Vec<&str>, Vec<&str>)> = Vec::new();
         for (id, port) in &self.ports {
             let old = applied.ports.get(id);
             if old.is_some_and(|old| Arc::ptr_eq(old, port)) {
@@ -229,6 +253,15 @@ impl Ruleset {
                     None => new_sets.push(set),
                     // A set's declaration cannot change in place; this is rare enough to replace the table.
                     Some(was) if was.definition != set.definition => return Some(self.full_script()),
+                    Some(was) if was.elements != set.elements => {
+                        let gone = was.elements.iter().filter(|(k, v)| set.elements.get(*k) != Some(*v));
+                        let came = set.elements.iter().filter(|(k, v)| was.elements.get(*k) != Some(*v));
+                        set_changes.push((
+                            set,
+                            gone.map(|(k, _)| k.as_str()).collect(),
+                            came.map(|(_, v)| v.as_str()).collect(),
+                        ));
+                    }
                     Some(_) => {}
                 }
             }
@@ -284,14 +317,26 @@ impl Ruleset {
             }
         }
         let unchanged = new_chains.is_empty() && refills.is_empty() && stale.is_empty() && new_sets.is_empty();
-        if unchanged && stale_sets.is_empty() && removed.is_empty() && added.is_empty() {
+        if unchanged && stale_sets.is_empty() && set_changes.is_empty() && removed.is_empty() && added.is_empty() {
             return None;
         }
         // Order matters within the transaction: chains exist before rules and elements point at them, and a chain
         // is deleted only once nothing jumps to it any more.
         let mut out = String::new();
         for set in &new_sets {
-            let _ = writeln!(out, "add set inet {t} {} {{ {} }}", set.name, set.definition);
+            let _ = writeln!(out, "add {} inet {t} {} {{ {} }}", set.kind, set.name, set.definition);
+            if !set.elements.is_empty() {
+                let elements: Vec<&str> = set.elements.values().map(String::as_str).collect();
+                let _ = writeln!(out, "add element inet {t} {} {{ {} }}", set.name, elements.join(", "));
+            }
+        }
+        for (set, gone, came) in &set_changes {
+            if !gone.is_empty() {
+                let _ = writeln!(out, "delete element inet {t} {} {{ {} }}", set.name, gone.join(", "));
+            }
+            if !came.is_empty() {
+                let _ = writeln!(out, "add element inet {t} {} {{ {} }}", set.name, came.join(", "));
+            }
         }
         for chain in &new_chains {
             let _ = writeln!(out, "add chain inet {t} {}", chain.name);
@@ -317,7 +362,7 @@ impl Ruleset {
             let _ = writeln!(out, "delete chain inet {t} {}", chain.name);
         }
         for set in &stale_sets {
-            let _ = writeln!(out, "delete set inet {t} {}", set.name);
+            let _ = writeln!(out, "delete {} inet {t} {}", set.kind, set.name);
         }
         Some(out)
     }
@@ -362,7 +407,8 @@ fn skeleton(out: &mut String, config: &RulesetConfig) {
          @{NO_ENDPOINT_NODEPORTS}\n  }}\n  chain cluster-ips-check {{\n    ip daddr @{CLUSTER_IPS} reject comment \"a \
          port the ClusterIP does not serve\"\n    ip daddr {} drop comment \"an unallocated ClusterIP\"\n  }}\n  chain \
          reject-chain {{\n    reject\n  }}\n  chain mark-for-masquerade {{\n    meta mark set meta mark or \
-         {MASQUERADE_MARK}\n  }}\n  chain masquerading {{\n    meta mark & {MASQUERADE_MARK} == 0 return\n    meta \
+         {MASQUERADE_MARK}\n  }}\n  chain masquerading {{\n    ct status dnat ip saddr . ip daddr \
+         @{HAIRPIN_ENDPOINTS} jump mark-for-masquerade comment \"hairpin\"\n    meta mark & {MASQUERADE_MARK} == 0 return\n    meta \
          mark set meta mark xor {MASQUERADE_MARK}\n    masquerade fully-random\n  }}",
         config.service_cidr
     );
@@ -431,11 +477,15 @@ fn port_rules(config: &RulesetConfig, port: ServicePort) -> PortRules {
         .collect();
     if cluster_used {
         let off_cluster = if port.internal_local { &[][..] } else { &masquerade_off_cluster[..] };
-        chains.push(balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints));
+        let (chain, map) = balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints);
+        chains.push(chain);
+        sets.extend(map);
     }
     if local_used {
         let off_cluster = if port.internal_local { &masquerade_off_cluster[..] } else { &[][..] };
-        chains.push(balancing_chain(local_chain.clone(), off_cluster, &port, &local));
+        let (chain, map) = balancing_chain(local_chain.clone(), off_cluster, &port, &local);
+        chains.push(chain);
+        sets.extend(map);
     }
     if external_ok && port.is_external() {
         let rules = if port.external_local {
@@ -459,30 +509,50 @@ fn port_rules(config: &RulesetConfig, port: ServicePort) -> PortRules {
         &[]
     };
     for endpoint in routed {
-        chains.push(endpoint_chain_rules(&port, endpoint));
+        let ip = endpoint.ip;
+        elements.push(Element { container: HAIRPIN_ENDPOINTS, key: format!("{ip} . {ip}"), verdict: None });
         if let Some(timeout) = port.affinity_timeout {
+            chains.push(endpoint_chain_rules(&port, endpoint));
             sets.push(Set {
+                kind: "set",
                 name: affinity_set(&port, endpoint),
                 definition: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+                elements: BTreeMap::new(),
             });
         }
     }
     PortRules { port, chains, sets, elements }
 }
 
-/// A chain that spreads new connections over `endpoints` at random; with session affinity, a client that has a
-/// live entry in an endpoint's affinity set goes back to that endpoint first.
-fn balancing_chain(name: String, first: &[String], port: &ServicePort, endpoints: &[Endpoint]) -> Chain {
+/// A chain that spreads new connections over `endpoints` at random. Without session affinity it DNATs through
+/// a map of its own from `numgen` slot to endpoint, so an endpoint change is a change of that map's elements
+/// (and of the rule's modulus when the count changes), with no chain per endpoint: the kernel's cost of a commit
+/// and of a dump grows with the number of chains. With session affinity, a client that has a live entry in an
+/// endpoint's affinity set goes back to that endpoint's chain first, and new clients jump to one at random.
+fn balancing_chain(name: String, first: &[String], port: &ServicePort, endpoints: &[Endpoint]) -> (Chain, Option<Set>) {
     let mut rules = first.to_vec();
     if port.affinity_timeout.is_some() {
         rules.extend(
             endpoints.iter().map(|e| format!("ip saddr @{} goto {}", affinity_set(port, e), endpoint_chain(port, e))),
         );
+        let targets: Vec<String> =
+            endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
+        rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), targets.join(", ")));
+        return (Chain { name, rules }, None);
     }
-    let targets: Vec<String> =
-        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
-    rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), targets.join(", ")));
-    Chain { name, rules }
+    let map = endpoints_map(&name);
+    let elements =
+        endpoints.iter().enumerate().map(|(i, e)| (i.to_string(), format!("{i} : {} . {}", e.ip, e.port))).collect();
+    let proto = port.protocol.as_str();
+    rules.push(format!("meta l4proto {proto} dnat ip to numgen random mod {} map @{map}", endpoints.len()));
+    let set = Set {
+        kind: "map",
+        name: map,
+        // `th dport` here would not survive nft reading the map back from the kernel next to a `meta l4proto`.
+        definition: format!("typeof numgen random mod 1 : ip daddr . {proto} dport;"),
+        elements,
+    };
+    (Chain { name, rules }, Some(set))
 }
 
 fn endpoint_chain_rules(port: &ServicePort, endpoint: &Endpoint) -> Chain {
@@ -539,12 +609,21 @@ mod tests {
              }}\n  }}\n"
         );
         assert!(script.contains(&expected_maps), "{script}");
+        let map = endpoints_map(&svc);
         let expected_chains = format!(
             "  chain {svc} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
-             mark-for-masquerade\n    numgen random mod 2 vmap {{ 0 : goto {ep2}, 1 : goto {ep3} }}\n  }}\n  chain {ep2} \
-             {{\n    ip saddr 10.42.0.2 jump mark-for-masquerade\n    meta l4proto tcp dnat ip to 10.42.0.2:8080\n  }}\n"
+             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 2 map @{map}\n  }}\n"
         );
         assert!(script.contains(&expected_chains), "{script}");
+        let endpoints = format!(
+            "  map {map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {{ 0 : 10.42.0.2 . \
+             8080, 1 : 10.42.0.3 . 8080 }}\n  }}\n"
+        );
+        assert!(script.contains(&endpoints), "{script}");
+        let hairpin = "  set hairpin-endpoints {\n    type ipv4_addr . ipv4_addr;\n    elements = {\n      10.42.0.2 . \
+                       10.42.0.2,\n      10.42.0.3 . 10.42.0.3\n    }\n  }\n";
+        assert!(script.contains(hairpin), "{script}");
+        assert!(!script.contains(&ep3), "no chain per endpoint without session affinity: {script}");
         assert!(script.starts_with("add table inet skiff\ndelete table inet skiff\ntable inet skiff {\n"), "{script}");
         assert!(script.contains("ip daddr 10.43.0.0/16 drop"), "{script}");
         assert!(!script.contains("empty/tcp"), "a Service without endpoints has no chain: {script}");
@@ -604,30 +683,45 @@ mod tests {
     }
 
     #[test]
-    fn a_new_endpoint_adds_its_chain_and_rewrites_only_its_service_chain() {
+    fn a_new_endpoint_adds_its_map_element_and_rewrites_only_its_service_chain() {
         let other = port("other", "10.43.0.9", &["10.42.0.7"]);
         let before = port("web", "10.43.0.10", &["10.42.0.2"]);
         let after = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
         let applied = Ruleset::new(&config(), vec![other.clone(), before], None);
         let desired = Ruleset::new(&config(), vec![other, after.clone()], Some(&applied));
         let script = desired.update_script(&applied).unwrap_or_default();
-        let (svc, ep2, ep3) = (
-            service_chain(&after),
-            endpoint_chain(&after, &after.endpoints[0]),
-            endpoint_chain(&after, &after.endpoints[1]),
-        );
+        let svc = service_chain(&after);
+        let map = endpoints_map(&svc);
         assert_eq!(
             lines(&script),
             [
-                format!("add chain inet skiff {ep3}"),
+                format!("add element inet skiff {map} {{ 1 : 10.42.0.3 . 8080 }}"),
                 format!("flush chain inet skiff {svc}"),
-                format!("add rule inet skiff {ep3} ip saddr 10.42.0.3 jump mark-for-masquerade"),
-                format!("add rule inet skiff {ep3} meta l4proto tcp dnat ip to 10.42.0.3:8080"),
                 format!(
                     "add rule inet skiff {svc} ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 \
                      jump mark-for-masquerade"
                 ),
-                format!("add rule inet skiff {svc} numgen random mod 2 vmap {{ 0 : goto {ep2}, 1 : goto {ep3} }}"),
+                format!("add rule inet skiff {svc} meta l4proto tcp dnat ip to numgen random mod 2 map @{map}"),
+                "add element inet skiff hairpin-endpoints { 10.42.0.3 . 10.42.0.3 }".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_replaced_endpoint_changes_only_map_elements() {
+        let before = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
+        let after = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.4"]);
+        let applied = Ruleset::new(&config(), vec![before], None);
+        let desired = Ruleset::new(&config(), vec![after.clone()], Some(&applied));
+        let script = desired.update_script(&applied).unwrap_or_default();
+        let map = endpoints_map(&service_chain(&after));
+        assert_eq!(
+            lines(&script),
+            [
+                format!("delete element inet skiff {map} {{ 1 }}"),
+                format!("add element inet skiff {map} {{ 1 : 10.42.0.4 . 8080 }}"),
+                "delete element inet skiff hairpin-endpoints { 10.42.0.3 . 10.42.0.3 }".to_string(),
+                "add element inet skiff hairpin-endpoints { 10.42.0.4 . 10.42.0.4 }".to_string(),
             ]
         );
     }
@@ -640,16 +734,16 @@ mod tests {
         let applied = Ruleset::new(&config(), vec![before.clone()], None);
         let desired = Ruleset::new(&config(), vec![after], Some(&applied));
         let script = desired.update_script(&applied).unwrap_or_default();
-        let (svc, ep) = (service_chain(&before), endpoint_chain(&before, &before.endpoints[0]));
+        let svc = service_chain(&before);
         assert_eq!(
             lines(&script),
             [
+                "delete element inet skiff hairpin-endpoints { 10.42.0.2 . 10.42.0.2 }".to_string(),
                 "delete element inet skiff service-ips { 10.43.0.10 . tcp . 80 }".to_string(),
                 "add element inet skiff no-endpoint-services { 10.43.0.10 . tcp . 80 : goto reject-chain }".to_string(),
                 format!("flush chain inet skiff {svc}"),
-                format!("flush chain inet skiff {ep}"),
                 format!("delete chain inet skiff {svc}"),
-                format!("delete chain inet skiff {ep}"),
+                format!("delete map inet skiff {}", endpoints_map(&svc)),
             ]
         );
     }
@@ -665,23 +759,23 @@ mod tests {
         let applied = Ruleset::new(&config(), vec![web.clone(), shared_ip.clone(), gone.clone()], None);
         let desired = Ruleset::new(&config(), vec![web, shared_ip], Some(&applied));
         let script = desired.update_script(&applied).unwrap_or_default();
-        let (svc, ep) = (service_chain(&gone), endpoint_chain(&gone, &gone.endpoints[0]));
+        let svc = service_chain(&gone);
         assert_eq!(
             lines(&script),
             [
                 "delete element inet skiff cluster-ips { 10.43.0.12 }".to_string(),
+                "delete element inet skiff hairpin-endpoints { 10.42.0.5 . 10.42.0.5 }".to_string(),
                 "delete element inet skiff service-ips { 10.43.0.12 . tcp . 80 }".to_string(),
                 format!("flush chain inet skiff {svc}"),
-                format!("flush chain inet skiff {ep}"),
                 format!("delete chain inet skiff {svc}"),
-                format!("delete chain inet skiff {ep}"),
+                format!("delete map inet skiff {}", endpoints_map(&svc)),
             ],
             "10.43.0.10 stays a cluster IP: another port of it remains"
         );
         // And back: the service returns with its chains before the elements that point at them.
         let restored = Ruleset::new(&config(), vec![gone, port("web", "10.43.0.10", &["10.42.0.2"])], Some(&desired));
         let script = restored.update_script(&desired).unwrap_or_default();
-        let first_element = script.find("add element").unwrap_or(0);
+        let first_element = script.find("add element inet skiff service-ips").unwrap_or(0);
         assert!(script.find(&format!("add chain inet skiff {svc}")).is_some_and(|i| i < first_element), "{script}");
         assert!(script.contains("delete element inet skiff service-nodeports { tcp . 30080 }"), "{script}");
         assert!(script.contains("add element inet skiff cluster-ips { 10.43.0.12 }"), "{script}");
@@ -745,7 +839,6 @@ mod tests {
         web.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
         let script = Ruleset::new(&config(), vec![web.clone()], None).full_script();
         let (svc, ext, local) = (service_chain(&web), external_chain(&web), local_chain(&web));
-        let (here, there) = (endpoint_chain(&web, &web.endpoints[0]), endpoint_chain(&web, &web.endpoints[1]));
         assert!(local.starts_with("local-"), "{local}");
         assert!(script.contains(&format!("10.43.0.30 . tcp . 80 : goto {svc}")), "pods use the cluster IP: {script}");
         assert!(script.contains(&format!("tcp . 30080 : goto {ext}")), "{script}");
@@ -755,9 +848,20 @@ mod tests {
              goto {svc}\n    goto {local} comment \"outside clients keep their address\"\n  }}\n"
         );
         assert!(script.contains(&external), "{script}");
-        let local_rules = format!("  chain {local} {{\n    numgen random mod 1 vmap {{ 0 : goto {here} }}\n  }}\n");
+        let (local_map, cluster_map) = (endpoints_map(&local), endpoints_map(&svc));
+        let local_rules =
+            format!("  chain {local} {{\n    meta l4proto tcp dnat ip to numgen random mod 1 map @{local_map}\n  }}\n");
         assert!(script.contains(&local_rules), "{script}");
-        assert!(script.contains(&format!("chain {there} {{")), "the cluster chain still reaches it: {script}");
+        let only_here = format!(
+            "  map {local_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    \
+                                 elements = {{ 0 : 10.42.0.2 . 8080 }}\n  }}\n"
+        );
+        assert!(script.contains(&only_here), "{script}");
+        let everywhere = format!(
+            "  map {cluster_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    \
+                                  elements = {{ 0 : 10.42.0.2 . 8080, 1 : 10.42.1.2 . 8080 }}\n  }}\n"
+        );
+        assert!(script.contains(&everywhere), "the cluster chain still reaches every endpoint: {script}");
 
         // Endpoints only on other nodes: outside clients are dropped here (the health check steers balancers
         // away), pods still reach the Service.
@@ -775,14 +879,15 @@ mod tests {
         dns.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
         let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
         let (svc, local) = (service_chain(&dns), local_chain(&dns));
-        let (here, there) = (endpoint_chain(&dns, &dns.endpoints[0]), endpoint_chain(&dns, &dns.endpoints[1]));
         assert!(script.contains(&format!("10.43.0.10 . tcp . 80 : goto {local}")), "{script}");
+        let local_map = endpoints_map(&local);
         let local_rules = format!(
             "  chain {local} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
-             mark-for-masquerade\n    numgen random mod 1 vmap {{ 0 : goto {here} }}\n  }}\n"
+             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 1 map @{local_map}\n  }}\n"
         );
         assert!(script.contains(&local_rules), "{script}");
-        assert!(!script.contains(&format!("chain {svc}")) && !script.contains(&there), "{script}");
+        assert!(script.contains(&format!("map {local_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {{ 0 : 10.42.0.2 . 8080 }}")), "{script}");
+        assert!(!script.contains(&format!("chain {svc}")) && !script.contains("10.42.1.2 . 8080"), "{script}");
 
         dns.endpoints = vec![on_node("10.42.1.2", false)];
         let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
