@@ -1,6 +1,7 @@
 //! What the data plane must do, independent of nftables: the service ports of a Service (one per cluster IP
 //! family and port), each with the endpoints traffic may go to, chosen the way upstream kube-proxy chooses them.
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
@@ -99,7 +100,7 @@ const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 
 /// The service ports of `service` with their endpoints from `slices` (the Service's EndpointSlices), as seen from
 /// the node `node`. Services that the proxy does not route (ExternalName, headless, no cluster IP yet) have none.
-pub fn service_ports(service: &Service, slices: &[EndpointSlice], node: &str) -> Vec<ServicePort> {
+pub fn service_ports<S: Borrow<EndpointSlice>>(service: &Service, slices: &[S], node: &str) -> Vec<ServicePort> {
     let Some(spec) = &service.spec else { return Vec::new() };
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
@@ -171,10 +172,10 @@ fn takes_node_ports_or_external(spec: &k8s_openapi::api::core::v1::ServiceSpec) 
 
 /// Ready endpoints; when none is ready, the serving ones that are terminating (upstream's graceful termination),
 /// so that connections drain instead of failing.
-fn endpoints(slices: &[EndpointSlice], port_name: &str, protocol: Protocol, node: &str) -> Vec<Endpoint> {
+fn endpoints<S: Borrow<EndpointSlice>>(slices: &[S], port_name: &str, protocol: Protocol, node: &str) -> Vec<Endpoint> {
     let mut ready = Vec::new();
     let mut terminating = Vec::new();
-    for slice in slices {
+    for slice in slices.iter().map(Borrow::borrow) {
         let Some(port) = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or("") == port_name && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
         }) else {

@@ -137,11 +137,12 @@ where
 
 /// Every routed service port, from the caches.
 fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>, node: &str) -> Vec<ServicePort> {
-    let mut by_service: HashMap<(String, String), Vec<EndpointSlice>> = HashMap::new();
+    // The cached objects themselves (shared, not copied): a sync at 10,000 Services must not clone 10,000 slices.
+    let mut by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
     for slice in slices.state() {
         let namespace = slice.metadata.namespace.clone().unwrap_or_default();
         if let Some(name) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-            by_service.entry((namespace, name.clone())).or_default().push((*slice).clone());
+            by_service.entry((namespace, name.clone())).or_default().push(slice.clone());
         }
     }
     let mut ports: Vec<ServicePort> = services
@@ -153,6 +154,6 @@ fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>, node: &str)
             service_ports(svc, by_service.get(&key).map(Vec::as_slice).unwrap_or_default(), node)
         })
         .collect();
-    ports.sort_by_key(ServicePort::id);
+    ports.sort_by_cached_key(ServicePort::id);
     ports
 }
