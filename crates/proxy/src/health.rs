@@ -195,7 +195,7 @@ mod tests {
         assert!(answer.contains(r#""localEndpoints":0"#), "{answer}");
 
         // The Service goes: so does its port.
-        let empty = Ruleset::new(&config(), vec![], None);
+        let empty = Ruleset::new(&config(), Vec::<ServicePort>::new(), None);
         servers.update(&empty, true).await;
         assert!(servers.ports().is_empty());
         let mut closed = false;

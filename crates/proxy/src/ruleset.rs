@@ -134,7 +134,7 @@ struct Set {
 /// What one service port puts in the table: the chains and sets it owns and its elements in the shared maps.
 #[derive(Debug, PartialEq, Eq)]
 struct PortRules {
-    port: ServicePort,
+    port: Arc<ServicePort>,
     chains: Vec<Chain>,
     sets: Vec<Set>,
     elements: Vec<Element>,
@@ -152,15 +152,21 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    /// The ruleset for `ports`, reusing what `previous` computed for ports that have not changed.
-    pub fn new(config: &RulesetConfig, ports: Vec<ServicePort>, previous: Option<&Ruleset>) -> Ruleset {
+    /// The ruleset for `ports`, reusing what `previous` computed for ports that have not changed (a port shared
+    /// with `previous` through the same `Arc` is not even compared).
+    pub fn new<P: Into<Arc<ServicePort>>>(
+        config: &RulesetConfig,
+        ports: impl IntoIterator<Item = P>,
+        previous: Option<&Ruleset>,
+    ) -> Ruleset {
         let reusable = previous.filter(|p| p.config == *config);
         let ports: BTreeMap<String, Arc<PortRules>> = ports
             .into_iter()
             .map(|port| {
+                let port: Arc<ServicePort> = port.into();
                 let id = port.id();
                 let rules = match reusable.and_then(|p| p.ports.get(&id)) {
-                    Some(same) if same.port == port => same.clone(),
+                    Some(same) if Arc::ptr_eq(&same.port, &port) || same.port == port => same.clone(),
                     _ => Arc::new(port_rules(config, port)),
                 };
                 (id, rules)
@@ -175,12 +181,12 @@ impl Ruleset {
 
     /// The service port with this id.
     pub fn service_port(&self, id: &str) -> Option<&ServicePort> {
-        self.ports.get(id).map(|p| &p.port)
+        self.ports.get(id).map(|p| &*p.port)
     }
 
     /// Every service port, by id.
     pub fn service_ports(&self) -> impl Iterator<Item = &ServicePort> {
-        self.ports.values().map(|p| &p.port)
+        self.ports.values().map(|p| &*p.port)
     }
 
     /// How many service ports, chains (the proxy's own, besides the fixed skeleton) and shared-map elements.
@@ -419,7 +425,7 @@ fn skeleton(out: &mut String, config: &RulesetConfig) {
 /// the external chain, which masquerades and goes to every endpoint, or with `externalTrafficPolicy: Local` keeps
 /// the client's address and goes to this node's endpoints (pods and the node itself still reach every endpoint,
 /// as upstream short-circuits them).
-fn port_rules(config: &RulesetConfig, port: ServicePort) -> PortRules {
+fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>) -> PortRules {
     let ips = ipv4(&port.cluster_ips);
     let proto = port.protocol.as_str();
     let local = port.local_endpoints();

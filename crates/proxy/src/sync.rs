@@ -58,10 +58,11 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
     // The mirror: what the kernel's table held after the last successful sync. `full` forces the next sync to
     // replace the whole table: at start (reconciling whatever an earlier run left) and after a failure.
     let mut applied: Option<Ruleset> = None;
+    let mut wanted = Desired::default();
     let mut full = true;
     loop {
         let batch: Vec<Timestamp> = std::mem::take(&mut *triggers.lock().unwrap_or_else(PoisonError::into_inner));
-        let desired = Ruleset::new(&config, desired(&services, &slices, &node), applied.as_ref());
+        let desired = Ruleset::new(&config, wanted.compute(&services, &slices, &node), applied.as_ref());
         let script = match &applied {
             Some(applied) if !full => desired.update_script(applied),
             _ => Some(desired.full_script()),
@@ -135,25 +136,61 @@ where
     store
 }
 
-/// Every routed service port, from the caches.
-fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>, node: &str) -> Vec<ServicePort> {
-    // The cached objects themselves (shared, not copied): a sync at 10,000 Services must not clone 10,000 slices.
-    let mut by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
-    for slice in slices.state() {
-        let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-        if let Some(name) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-            by_service.entry((namespace, name.clone())).or_default().push(slice.clone());
+/// Every routed service port, from the caches, remembering per Service what it was computed from: a Service
+/// whose object and EndpointSlices are the very same cached objects as last time (the reflector replaces an
+/// object's `Arc` when it changes) keeps its ports, shared, so a sync at 10,000 Services recomputes only the
+/// Services that changed and the ruleset skips comparing the rest.
+#[derive(Default)]
+struct Desired {
+    by_service: HashMap<(String, String), Computed>,
+}
+
+struct Computed {
+    service: Arc<Service>,
+    slices: Vec<Arc<EndpointSlice>>,
+    ports: Vec<Arc<ServicePort>>,
+}
+
+impl Desired {
+    fn compute(
+        &mut self,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        node: &str,
+    ) -> Vec<Arc<ServicePort>> {
+        let mut slices_of: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
+        for slice in slices.state() {
+            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            if let Some(name) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                slices_of.entry((namespace, name.clone())).or_default().push(slice);
+            }
         }
+        let mut computed = HashMap::with_capacity(self.by_service.len());
+        let mut ports = Vec::new();
+        for service in services.state() {
+            let key = (
+                service.metadata.namespace.clone().unwrap_or_default(),
+                service.metadata.name.clone().unwrap_or_default(),
+            );
+            let mut its_slices = slices_of.remove(&key).unwrap_or_default();
+            its_slices.sort_by_key(|s| Arc::as_ptr(s) as usize);
+            let same = |c: &Computed| {
+                Arc::ptr_eq(&c.service, &service)
+                    && c.slices.len() == its_slices.len()
+                    && c.slices.iter().zip(&its_slices).all(|(a, b)| Arc::ptr_eq(a, b))
+            };
+            let entry = match self.by_service.remove(&key) {
+                Some(c) if same(&c) => c,
+                _ => {
+                    let ports = service_ports(&service, &its_slices, node).into_iter().map(Arc::new).collect();
+                    Computed { service, slices: its_slices, ports }
+                }
+            };
+            ports.extend(entry.ports.iter().cloned());
+            computed.insert(key, entry);
+        }
+        self.by_service = computed;
+        ports.sort_by_cached_key(|p| p.id());
+        ports
     }
-    let mut ports: Vec<ServicePort> = services
-        .state()
-        .iter()
-        .flat_map(|svc| {
-            let key =
-                (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
-            service_ports(svc, by_service.get(&key).map(Vec::as_slice).unwrap_or_default(), node)
-        })
-        .collect();
-    ports.sort_by_cached_key(ServicePort::id);
-    ports
 }
