@@ -10,7 +10,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
 use crate::model::{Protocol, ServicePort};
-use crate::ruleset::Ruleset;
 
 /// A set of UDP conntrack entries: to `dst` (any local address when `None`) on `dst_port`, answered by
 /// `endpoint` (anyone when `None`).
@@ -47,22 +46,25 @@ fn destinations(port: &ServicePort) -> Vec<(Option<IpAddr>, u16)> {
     out
 }
 
-/// The UDP entries that going from `applied` to `desired` left stale.
-pub fn stale_udp_flows(applied: &Ruleset, desired: &Ruleset) -> BTreeSet<StaleFlows> {
+/// The UDP entries left stale by these service port changes, each (before, after; `None`: not there).
+pub fn stale_udp_flows<'a>(
+    changes: impl IntoIterator<Item = (Option<&'a ServicePort>, Option<&'a ServicePort>)>,
+) -> BTreeSet<StaleFlows> {
     let mut out = BTreeSet::new();
-    for before in applied.service_ports().filter(|p| p.protocol == Protocol::Udp) {
-        let after = desired.service_port(&before.id());
-        for endpoint in &before.endpoints {
-            if after.is_some_and(|a| a.endpoints.iter().any(|e| e.ip == endpoint.ip && e.port == endpoint.port)) {
-                continue;
-            }
-            for (dst, dst_port) in destinations(before) {
-                out.insert(StaleFlows { dst, dst_port, endpoint: Some(endpoint.ip) });
+    for (before, after) in changes {
+        if let Some(before) = before.filter(|p| p.protocol == Protocol::Udp) {
+            for endpoint in &before.endpoints {
+                if after.is_some_and(|a| a.endpoints.iter().any(|e| e.ip == endpoint.ip && e.port == endpoint.port)) {
+                    continue;
+                }
+                for (dst, dst_port) in destinations(before) {
+                    out.insert(StaleFlows { dst, dst_port, endpoint: Some(endpoint.ip) });
+                }
             }
         }
-    }
-    for after in desired.service_ports().filter(|p| p.protocol == Protocol::Udp && !p.endpoints.is_empty()) {
-        if applied.service_port(&after.id()).is_none_or(|b| b.endpoints.is_empty()) {
+        if let Some(after) = after.filter(|p| p.protocol == Protocol::Udp && !p.endpoints.is_empty())
+            && before.is_none_or(|b| b.endpoints.is_empty())
+        {
             for (dst, dst_port) in destinations(after) {
                 out.insert(StaleFlows { dst, dst_port, endpoint: None });
             }
@@ -91,7 +93,7 @@ pub fn delete(flows: &BTreeSet<StaleFlows>) -> usize {
 mod tests {
     use super::*;
     use crate::model::Endpoint;
-    use crate::ruleset::RulesetConfig;
+    use crate::ruleset::{Ruleset, RulesetConfig};
 
     fn config() -> RulesetConfig {
         RulesetConfig {
@@ -120,9 +122,9 @@ mod tests {
     }
 
     fn flows(before: Vec<ServicePort>, after: Vec<ServicePort>) -> Vec<Vec<String>> {
-        let applied = Ruleset::new(&config(), before, None);
-        let desired = Ruleset::new(&config(), after, Some(&applied));
-        stale_udp_flows(&applied, &desired).iter().map(StaleFlows::args).collect()
+        let applied = Ruleset::new(&config(), before);
+        let update = applied.plan_to(after);
+        stale_udp_flows(update.port_changes(&applied)).iter().map(StaleFlows::args).collect()
     }
 
     fn args(s: &str) -> Vec<String> {

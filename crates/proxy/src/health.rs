@@ -151,7 +151,7 @@ mod tests {
             ..Default::default()
         };
         // Two ports of one Service share its health check port; an endpoint serving both counts once.
-        Ruleset::new(&config(), vec![port("http", 80), port("https", 443)], None)
+        Ruleset::new(&config(), vec![port("http", 80), port("https", 443)])
     }
 
     fn config() -> RulesetConfig {
@@ -195,7 +195,7 @@ mod tests {
         assert!(answer.contains(r#""localEndpoints":0"#), "{answer}");
 
         // The Service goes: so does its port.
-        let empty = Ruleset::new(&config(), Vec::<ServicePort>::new(), None);
+        let empty = Ruleset::new(&config(), Vec::<ServicePort>::new());
         servers.update(&empty, true).await;
         assert!(servers.ports().is_empty());
         let mut closed = false;

@@ -1,33 +1,37 @@
 //! The nftables ruleset for a set of service ports, after upstream kube-proxy's nftables shape: one `inet` table;
 //! a single verdict-map lookup (`ip daddr . meta l4proto . th dport`) sends a packet for a ClusterIP to its
 //! service port's chain, so per-packet cost does not grow with the number of Services; that chain picks an
-//! endpoint uniformly at random (`numgen random`) and DNATs to it through a map of its own (slot → address .
-//! port). Unlike upstream there is no chain per endpoint (except with session affinity, which needs one to
-//! remember the client): the kernel's cost of every commit and of every ruleset dump grows with the number of
-//! chains, and at 10,000 Services × 10 endpoints a chain per endpoint is 110,000 of them (`docs/benchmarks.md`).
+//! endpoint uniformly at random (`numgen random mod N offset <its first slot>`) and DNATs to it through one of a
+//! fixed set of shared endpoint maps (slot → address . port), where it owns a block of slots. Unlike upstream
+//! there is no chain per endpoint (except with session affinity, which needs one to remember the client) and no
+//! set per Service: the kernel's cost of a commit and of a ruleset dump grows with the number of chains, its
+//! cost of creating or naming a set with the number of sets, and its cost of adding a map element with the
+//! number of rules bound to the map — each quadratic at 10,000 Services × 10 endpoints in one of the other
+//! shapes (`docs/benchmarks.md`).
 //! Service ports without endpoints are rejected at once from a second map; a ClusterIP on a port it does not
 //! serve (and ICMP to it) is rejected, an unallocated address in the service CIDR dropped. Masquerade only where
 //! the reply would not come back through this node otherwise: a client outside the cluster CIDR, or a pod
 //! reaching itself (hairpin: a DNATed connection whose source and destination are one endpoint, looked up in a
 //! set of `endpoint . endpoint` pairs at postrouting).
 //!
-//! A [`Ruleset`] is the desired table as data: the fixed skeleton, the elements of the shared maps, and per
-//! service port the chains it owns. [`Ruleset::full_script`] writes all of it as one table replacement;
-//! [`Ruleset::update_script`] diffs it against the ruleset last applied (the in-memory mirror of the kernel's
-//! table) and writes only the change: new sets and chains, chains whose rules changed (flushed and refilled), map
-//! elements removed and added (a replaced endpoint is just that), stale chains flushed then deleted and stale
-//! sets deleted — one transaction either way.
+//! A [`Ruleset`] is the table as data — the fixed skeleton, per service port the chains and sets it owns, and
+//! every port's claims on elements of the shared maps — and the proxy keeps one as the mirror of the kernel's
+//! table. [`Ruleset::full_script`] writes all of it as one table replacement. [`Ruleset::plan`] takes the service
+//! ports that changed and works out, in time proportional to them and not to the table, the [`Update`] that
+//! brings the kernel there: new sets and chains, chains whose rules changed (flushed and refilled), elements
+//! removed and added (a replaced endpoint is just that), stale chains flushed then deleted and stale sets deleted
+//! — one transaction, written as an `nft` script ([`Update::script`]) or, when it only changes elements, as
+//! netlink messages ([`Update::element_changes`]). [`Ruleset::commit`] folds an applied update into the mirror.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Endpoint, ServicePort};
+use crate::model::{Endpoint, Protocol, ServicePort};
 
 /// The packet mark that asks `nat-postrouting` to masquerade.
 const MASQUERADE_MARK: &str = "0x4000";
@@ -51,6 +55,33 @@ const SHARED: [(&str, &str, &str); 6] = [
     ("map", NO_ENDPOINT_NODEPORTS, BY_PORT),
     ("set", HAIRPIN_ENDPOINTS, "ipv4_addr . ipv4_addr"),
 ];
+
+/// Balancing chains DNAT through this many shared maps (slot → endpoint address . port), each chain's slots in the
+/// map its block picks. The kernel keeps a table's sets in a list, so creating or naming one costs the number of
+/// sets, and adding an element to a map costs the number of rules bound to it: a map per chain and one map for all
+/// chains are both quadratic at 10,000 Services (`docs/benchmarks.md`); a few hundred maps are neither.
+pub const ENDPOINT_MAPS: u32 = 256;
+/// Slots per balancing chain: its endpoints are slots `block × SLOTS_PER_CHAIN ..` (`numgen random mod N offset`);
+/// endpoints past that many are not routed.
+pub const SLOTS_PER_CHAIN: u32 = 8192;
+
+/// Where an element lives: one of the fixed shared sets and maps, or one of the endpoint maps (per protocol:
+/// `nft` refuses a rule matching one protocol against a map typed by another, or by `th dport`, once the map is
+/// in the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Container {
+    Shared(&'static str),
+    Endpoints(Protocol, u32),
+}
+
+impl fmt::Display for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Container::Shared(name) => f.write_str(name),
+            Container::Endpoints(protocol, map) => write!(f, "endpoints-{}-{map}", protocol.as_str()),
+        }
+    }
+}
 
 /// What the ruleset depends on besides the services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +111,9 @@ pub fn local_chain(port: &ServicePort) -> String {
     format!("local-{}-{}", short_hash(&port.id()), port.id())
 }
 
-/// The name of the map from `numgen` slot to endpoint address and port that a balancing chain DNATs through.
-pub fn endpoints_map(chain: &str) -> String {
-    format!("endpoints-{chain}")
+/// The endpoint map a balancing chain of `protocol` with this block DNATs through, and its first slot.
+pub fn endpoint_slots(protocol: Protocol, block: u32) -> (Container, u32) {
+    (Container::Endpoints(protocol, block % ENDPOINT_MAPS), block.saturating_mul(SLOTS_PER_CHAIN))
 }
 
 /// The name of the set of clients that stick to one endpoint of a service port (session affinity).
@@ -106,6 +137,63 @@ fn ipv4(ips: &[IpAddr]) -> Vec<Ipv4Addr> {
     ips.iter().filter_map(|ip| if let IpAddr::V4(v4) = ip { Some(*v4) } else { None }).collect()
 }
 
+/// The key of a set or map element, typed after the set's key type, so that it can be written both as `nft`
+/// text and as netlink bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// `ipv4_addr`
+    Address(Ipv4Addr),
+    /// `ipv4_addr . inet_proto . inet_service`
+    Destination(Ipv4Addr, Protocol, u16),
+    /// `inet_proto . inet_service`
+    NodePort(Protocol, u16),
+    /// `ipv4_addr . ipv4_addr`
+    Pair(Ipv4Addr, Ipv4Addr),
+    /// A `numgen` slot.
+    Slot(u32),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Address(ip) => write!(f, "{ip}"),
+            Key::Destination(ip, proto, port) => write!(f, "{ip} . {} . {port}", proto.as_str()),
+            Key::NodePort(proto, port) => write!(f, "{} . {port}", proto.as_str()),
+            Key::Pair(a, b) => write!(f, "{a} . {b}"),
+            Key::Slot(slot) => write!(f, "{slot}"),
+        }
+    }
+}
+
+/// What a map element maps its key to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Data {
+    /// `goto <chain>`
+    Goto(String),
+    /// `drop`
+    Drop,
+    /// An endpoint: `ip daddr . <proto> dport`.
+    Endpoint(Ipv4Addr, u16),
+}
+
+impl fmt::Display for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Data::Goto(chain) => write!(f, "goto {chain}"),
+            Data::Drop => f.write_str("drop"),
+            Data::Endpoint(ip, port) => write!(f, "{ip} . {port}"),
+        }
+    }
+}
+
+/// An element as `nft` writes it: `key` for a set, `key : data` for a map.
+fn element_text(key: &Key, data: Option<&Data>) -> String {
+    match data {
+        Some(data) => format!("{key} : {data}"),
+        None => key.to_string(),
+    }
+}
+
 /// A chain of the table and its rules, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Chain {
@@ -113,70 +201,123 @@ struct Chain {
     rules: Vec<String>,
 }
 
-/// An element of one of the shared sets or maps; a set's element has no verdict.
+/// An element of one of the shared sets or maps; a set's element has no data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Element {
-    container: &'static str,
-    key: String,
-    verdict: Option<String>,
+    container: Container,
+    key: Key,
+    data: Option<Data>,
 }
 
-/// A set or map a service port owns (session affinity's clients; a balancing chain's endpoints), with its
-/// declaration and, for a map, its elements (key → element text).
+/// A set a service port owns (session affinity's clients, which the kernel fills), with its declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Set {
     kind: &'static str,
     name: String,
     definition: String,
-    elements: BTreeMap<String, String>,
 }
 
 /// What one service port puts in the table: the chains and sets it owns and its elements in the shared maps.
 #[derive(Debug, PartialEq, Eq)]
 struct PortRules {
+    id: Arc<str>,
     port: Arc<ServicePort>,
     chains: Vec<Chain>,
     sets: Vec<Set>,
     elements: Vec<Element>,
+    /// Each balancing chain's block of endpoint slots.
+    blocks: Vec<(String, u32)>,
 }
 
-/// The desired table. IPv4 only for now: IPv6 cluster IPs are skipped.
+/// A shared element claimed by a service port: (container, key, the port's id).
+type Claim = (Container, Key, Arc<str>);
+
+/// The table as data. IPv4 only for now: IPv6 cluster IPs are skipped.
 #[derive(Debug, Clone)]
 pub struct Ruleset {
     config: RulesetConfig,
-    /// By service port id. Shared with the ruleset it was built from where the port did not change, so building
-    /// and diffing cost little for the ports that stayed the same.
+    /// By service port id.
     ports: BTreeMap<String, Arc<PortRules>>,
-    /// Every shared element: (container, key) → verdict. Two ports claiming one key: the first by id wins.
-    elements: BTreeMap<(&'static str, String), Option<String>>,
+    /// Every port's claim on a shared element. Two ports claiming one key: the kernel holds the first claim by
+    /// port id.
+    claims: BTreeMap<Claim, Option<Data>>,
+    /// How many shared elements the kernel holds.
+    elements: usize,
+    /// Endpoint slot blocks given back, and the lowest never given out.
+    free_blocks: BTreeSet<u32>,
+    next_block: u32,
+}
+
+/// A service port as it should now be, for [`Ruleset::plan`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The port with its current endpoints (new, or replacing the port with the same id).
+    Port(Arc<ServicePort>),
+    /// The port with this id is gone.
+    Removed(String),
+}
+
+/// The difference between a ruleset and the one a set of [`Change`]s make of it: what the kernel must do, and
+/// what [`Ruleset::commit`] folds into the mirror once it has.
+#[derive(Debug, Default)]
+pub struct Update {
+    table: String,
+    /// A set's declaration changed, which cannot be done in place: the table must be replaced.
+    replace: bool,
+    ports: Vec<PortUpdate>,
+    /// Claims withdrawn (`None`) and made.
+    claims: Vec<(Claim, Option<Option<Data>>)>,
+    new_sets: Vec<Set>,
+    new_chains: Vec<Chain>,
+    refills: Vec<Chain>,
+    stale_chains: Vec<Chain>,
+    stale_sets: Vec<Set>,
+    /// Shared elements the kernel must drop and add, by container.
+    removed: BTreeMap<Container, Vec<Key>>,
+    added: BTreeMap<Container, Vec<(Key, Option<Data>)>>,
+    /// Endpoint slot blocks taken (from the free ones, or new) and given back.
+    taken_blocks: Vec<u32>,
+    given_back: Vec<u32>,
+}
+
+/// A service port's new state in an [`Update`].
+#[derive(Debug)]
+struct PortUpdate {
+    id: String,
+    /// `None`: removed.
+    port: Option<Arc<ServicePort>>,
+    rules: Option<Arc<PortRules>>,
+}
+
+/// A change of one set or map's elements, for writers that do not go through `nft` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChange<'a> {
+    pub set: Container,
+    /// Removed, or added.
+    pub add: bool,
+    pub key: Key,
+    pub data: Option<&'a Data>,
 }
 
 impl Ruleset {
-    /// The ruleset for `ports`, reusing what `previous` computed for ports that have not changed (a port shared
-    /// with `previous` through the same `Arc` is not even compared).
-    pub fn new<P: Into<Arc<ServicePort>>>(
-        config: &RulesetConfig,
-        ports: impl IntoIterator<Item = P>,
-        previous: Option<&Ruleset>,
-    ) -> Ruleset {
-        let reusable = previous.filter(|p| p.config == *config);
-        let ports: BTreeMap<String, Arc<PortRules>> = ports
-            .into_iter()
-            .map(|port| {
-                let port: Arc<ServicePort> = port.into();
-                let id = port.id();
-                let rules = match reusable.and_then(|p| p.ports.get(&id)) {
-                    Some(same) if Arc::ptr_eq(&same.port, &port) || same.port == port => same.clone(),
-                    _ => Arc::new(port_rules(config, port)),
-                };
-                (id, rules)
-            })
-            .collect();
-        let mut elements = BTreeMap::new();
-        for element in ports.values().flat_map(|p| &p.elements) {
-            elements.entry((element.container, element.key.clone())).or_insert_with(|| element.verdict.clone());
+    /// The ruleset for `ports`.
+    pub fn new<P: Into<Arc<ServicePort>>>(config: &RulesetConfig, ports: impl IntoIterator<Item = P>) -> Ruleset {
+        let mut ruleset = Ruleset::empty(config);
+        let update = ruleset.plan(ports.into_iter().map(|p| Change::Port(p.into())));
+        ruleset.commit(update);
+        ruleset
+    }
+
+    /// A ruleset without service ports: the skeleton alone.
+    pub fn empty(config: &RulesetConfig) -> Ruleset {
+        Ruleset {
+            config: config.clone(),
+            ports: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            elements: 0,
+            free_blocks: BTreeSet::new(),
+            next_block: 0,
         }
-        Ruleset { config: config.clone(), ports, elements }
     }
 
     /// The service port with this id.
@@ -191,7 +332,142 @@ impl Ruleset {
 
     /// How many service ports, chains (the proxy's own, besides the fixed skeleton) and shared-map elements.
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.ports.len(), self.ports.values().map(|p| p.chains.len()).sum(), self.elements.len())
+        (self.ports.len(), self.ports.values().map(|p| p.chains.len()).sum(), self.elements)
+    }
+
+    /// The changes that turn this ruleset into the one for `ports` (every port compared: the full-sync path).
+    pub fn changes_to<P: Into<Arc<ServicePort>>>(&self, ports: impl IntoIterator<Item = P>) -> Vec<Change> {
+        let mut seen = BTreeSet::new();
+        let mut changes: Vec<Change> = ports
+            .into_iter()
+            .map(Into::into)
+            .filter(|port: &Arc<ServicePort>| {
+                let id = port.id();
+                let same = self.ports.get(&id).is_some_and(|p| Arc::ptr_eq(&p.port, port) || p.port == *port);
+                seen.insert(id);
+                !same
+            })
+            .map(Change::Port)
+            .collect();
+        changes.extend(self.ports.keys().filter(|id| !seen.contains(*id)).cloned().map(Change::Removed));
+        changes
+    }
+
+    /// The update that [`changes_to`](Self::changes_to) `ports` make.
+    pub fn plan_to<P: Into<Arc<ServicePort>>>(&self, ports: impl IntoIterator<Item = P>) -> Update {
+        self.plan(self.changes_to(ports))
+    }
+
+    /// What `changes` do to the table, in time proportional to them. A later change of the same id wins.
+    pub fn plan(&self, changes: impl IntoIterator<Item = Change>) -> Update {
+        let mut by_id: BTreeMap<String, Option<Arc<ServicePort>>> = BTreeMap::new();
+        for change in changes {
+            match change {
+                Change::Port(port) => by_id.insert(port.id(), Some(port)),
+                Change::Removed(id) => by_id.insert(id, None),
+            };
+        }
+        let mut update = Update { table: self.config.table.clone(), ..Update::default() };
+        let mut claims: BTreeMap<Claim, Option<Option<Data>>> = BTreeMap::new();
+        // Blocks given back here are free only once the update is in: the kernel still holds their slots.
+        let mut free = self.free_blocks.iter().copied();
+        let mut next_block = self.next_block;
+        for (id, port) in by_id {
+            let old = self.ports.get(&id);
+            let mut block_of = |chain: &str| {
+                let kept = old.and_then(|o| o.blocks.iter().find(|(c, _)| c == chain)).map(|(_, b)| *b);
+                kept.unwrap_or_else(|| {
+                    let block = free.next().unwrap_or_else(|| {
+                        next_block += 1;
+                        next_block - 1
+                    });
+                    update.taken_blocks.push(block);
+                    block
+                })
+            };
+            let new = match (&port, old) {
+                (Some(port), Some(old)) if Arc::ptr_eq(&old.port, port) || old.port == *port => continue,
+                (Some(port), _) => Some(Arc::new(port_rules(&self.config, port.clone(), &mut block_of))),
+                (None, None) => continue,
+                (None, Some(_)) => None,
+            };
+            let kept_blocks = |b: &(String, u32)| new.as_ref().is_some_and(|n| n.blocks.contains(b));
+            update.given_back.extend(old.iter().flat_map(|o| &o.blocks).filter(|b| !kept_blocks(b)).map(|(_, b)| *b));
+            let owner = old.map_or_else(|| Arc::from(id.as_str()), |o| o.id.clone());
+            for element in old.iter().flat_map(|o| &o.elements) {
+                claims.insert((element.container, element.key, owner.clone()), None);
+            }
+            for element in new.iter().flat_map(|n| &n.elements) {
+                claims.insert((element.container, element.key, owner.clone()), Some(element.data.clone()));
+            }
+            update.diff_port(old.map(|o| &**o), new.as_deref());
+            update.ports.push(PortUpdate { id, port, rules: new });
+        }
+        // The kernel holds each key's first claim by port id: compare that before and after the changed claims.
+        let lowest: Arc<str> = Arc::from("");
+        let touched: BTreeSet<(Container, Key)> = claims.keys().map(|(c, k, _)| (*c, *k)).collect();
+        for (container, key) in touched {
+            let range = (container, key, lowest.clone())..;
+            let of_key = |claim: &&Claim| claim.0 == container && claim.1 == key;
+            let before = self.claims.range(range.clone()).take_while(|(c, _)| of_key(c)).next();
+            let kept =
+                self.claims.range(range.clone()).take_while(|(c, _)| of_key(c)).find(|(c, _)| !claims.contains_key(*c));
+            let made = claims.range(range).take_while(|(c, _)| of_key(c)).find_map(|(c, d)| d.as_ref().map(|d| (c, d)));
+            let after = match (kept, made) {
+                (Some(k), Some(m)) => Some(if k.0 < m.0 { k.1 } else { m.1 }),
+                (Some(k), None) => Some(k.1),
+                (None, Some(m)) => Some(m.1),
+                (None, None) => None,
+            };
+            let before = before.map(|(_, d)| d);
+            if before == after {
+                continue;
+            }
+            if before.is_some() {
+                update.removed.entry(container).or_default().push(key);
+            }
+            if let Some(data) = after {
+                update.added.entry(container).or_default().push((key, data.clone()));
+            }
+        }
+        update.claims = claims.into_iter().collect();
+        update
+    }
+
+    /// Takes in an update the kernel has applied (or, with a full sync, is about to get in full).
+    pub fn commit(&mut self, update: Update) {
+        for PortUpdate { id, rules, .. } in update.ports {
+            match rules {
+                Some(rules) => self.ports.insert(id, rules),
+                None => self.ports.remove(&id),
+            };
+        }
+        for (claim, data) in update.claims {
+            match data {
+                Some(data) => self.claims.insert(claim, data),
+                None => self.claims.remove(&claim),
+            };
+        }
+        for block in update.taken_blocks {
+            self.free_blocks.remove(&block);
+            self.next_block = self.next_block.max(block + 1);
+        }
+        self.free_blocks.extend(update.given_back);
+        let removed: usize = update.removed.values().map(Vec::len).sum();
+        let added: usize = update.added.values().map(Vec::len).sum();
+        self.elements = (self.elements + added).saturating_sub(removed);
+    }
+
+    /// The shared elements the kernel holds, in order: each key's first claim.
+    fn held_elements(&self) -> impl Iterator<Item = (Container, &Key, Option<&Data>)> {
+        let mut last: Option<(Container, Key)> = None;
+        self.claims.iter().filter_map(move |((container, key, _), data)| {
+            if last == Some((*container, *key)) {
+                return None;
+            }
+            last = Some((*container, *key));
+            Some((*container, key, data.as_ref()))
+        })
     }
 
     /// A script for `nft -f -` that replaces the whole table in one transaction.
@@ -200,27 +476,25 @@ impl Ruleset {
         let t = &self.config.table;
         // Creating then deleting makes the script valid whether or not the table exists; it all commits at once.
         let _ = writeln!(out, "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
-        for (kind, name, type_) in SHARED {
-            let _ = write!(out, "  {kind} {name} {{\n    type {type_};\n");
-            let elements: Vec<String> = self
-                .elements
-                .iter()
-                .filter(|((container, _), _)| *container == name)
-                .map(|((_, key), verdict)| element_text(key, verdict.as_deref()))
-                .collect();
-            if !elements.is_empty() {
+        let mut shared: BTreeMap<Container, Vec<String>> = BTreeMap::new();
+        for (container, key, data) in self.held_elements() {
+            shared.entry(container).or_default().push(element_text(key, data));
+        }
+        let fixed = SHARED.map(|(kind, name, type_)| (kind, Container::Shared(name), format!("type {type_}")));
+        let endpoint_maps = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].into_iter().flat_map(|protocol| {
+            let type_ = format!("typeof numgen random mod 1 : ip daddr . {} dport", protocol.as_str());
+            (0..ENDPOINT_MAPS).map(move |m| ("map", Container::Endpoints(protocol, m), type_.clone()))
+        });
+        for (kind, container, type_) in fixed.into_iter().chain(endpoint_maps) {
+            let _ = write!(out, "  {kind} {container} {{\n    {type_};\n");
+            if let Some(elements) = shared.get(&container) {
                 let _ = writeln!(out, "    elements = {{\n      {}\n    }}", elements.join(",\n      "));
             }
             out.push_str("  }\n");
         }
         skeleton(&mut out, &self.config);
         for set in self.ports.values().flat_map(|p| &p.sets) {
-            let _ = write!(out, "  {} {} {{\n    {}\n", set.kind, set.name, set.definition);
-            if !set.elements.is_empty() {
-                let elements: Vec<&str> = set.elements.values().map(String::as_str).collect();
-                let _ = writeln!(out, "    elements = {{ {} }}", elements.join(", "));
-            }
-            out.push_str("  }\n");
+            let _ = writeln!(out, "  {} {} {{\n    {}\n  }}", set.kind, set.name, set.definition);
         }
         for chain in self.ports.values().flat_map(|p| &p.chains) {
             let _ = writeln!(out, "  chain {} {{", chain.name);
@@ -232,152 +506,129 @@ impl Ruleset {
         out.push_str("}\n");
         out
     }
+}
 
-    /// A script that turns `applied` (what the kernel holds) into this ruleset in one transaction, touching only
-    /// what differs; `None` when nothing does. A different configuration replaces the table.
-    pub fn update_script(&self, applied: &Ruleset) -> Option<String> {
-        if self.config != applied.config {
-            return Some(self.full_script());
-        }
-        let t = &self.config.table;
-        let mut new_chains = Vec::new();
-        let mut refills = Vec::new();
-        let mut stale = Vec::new();
-        let mut new_sets = Vec::new();
-        let mut stale_sets = Vec::new();
-        // Elements of sets that stay: (set, keys removed or changed, element texts added or changed).
-        let mut set_changes: Vec<(&Set, Vec<&str>, Vec<&str>)> = Vec::new();
-        for (id, port) in &self.ports {
-            let old = applied.ports.get(id);
-            if old.is_some_and(|old| Arc::ptr_eq(old, port)) {
-                continue;
-            }
-            let before: BTreeMap<&str, &Set> =
-                old.iter().flat_map(|o| &o.sets).map(|set| (set.name.as_str(), set)).collect();
-            for set in &port.sets {
-                match before.get(set.name.as_str()) {
-                    None => new_sets.push(set),
-                    // A set's declaration cannot change in place; this is rare enough to replace the table.
-                    Some(was) if was.definition != set.definition => return Some(self.full_script()),
-                    Some(was) if was.elements != set.elements => {
-                        let gone = was.elements.iter().filter(|(k, v)| set.elements.get(*k) != Some(*v));
-                        let came = set.elements.iter().filter(|(k, v)| was.elements.get(*k) != Some(*v));
-                        set_changes.push((
-                            set,
-                            gone.map(|(k, _)| k.as_str()).collect(),
-                            came.map(|(_, v)| v.as_str()).collect(),
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            if let Some(old) = old {
-                stale_sets.extend(old.sets.iter().filter(|set| !port.sets.iter().any(|s| s.name == set.name)));
-            }
-            match old {
-                Some(old) if old.chains == port.chains => {}
-                Some(old) => {
-                    let before: BTreeMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-                    let after: BTreeMap<&str, &Chain> = port.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-                    for chain in &port.chains {
-                        match before.get(chain.name.as_str()) {
-                            None => new_chains.push(chain),
-                            Some(was) if was.rules != chain.rules => refills.push(chain),
-                            Some(_) => {}
-                        }
-                    }
-                    stale.extend(old.chains.iter().filter(|c| !after.contains_key(c.name.as_str())));
-                }
-                None => new_chains.extend(&port.chains),
-            }
-        }
-        for (id, old) in &applied.ports {
-            if !self.ports.contains_key(id) {
-                stale.extend(&old.chains);
-                stale_sets.extend(&old.sets);
-            }
-        }
-        let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        // Both maps are sorted: one merge walk finds what went, what came and what changed its verdict.
-        let (mut before, mut after) = (applied.elements.iter().peekable(), self.elements.iter().peekable());
-        loop {
-            let order = match (before.peek(), after.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((old, _)), Some((new, _))) => old.cmp(new),
-            };
-            let old = if order.is_le() { before.next() } else { None };
-            let new = if order.is_ge() { after.next() } else { None };
-            if let (Some((_, was)), Some((_, is))) = (old, new)
-                && was == is
-            {
-                continue;
-            }
-            if let Some(((container, key), _)) = old {
-                removed.entry(container).or_default().push(key);
-            }
-            if let Some(((container, key), verdict)) = new {
-                added.entry(container).or_default().push(element_text(key, verdict.as_deref()));
-            }
-        }
-        let unchanged = new_chains.is_empty() && refills.is_empty() && stale.is_empty() && new_sets.is_empty();
-        if unchanged && stale_sets.is_empty() && set_changes.is_empty() && removed.is_empty() && added.is_empty() {
+fn keys_text(keys: &[Key]) -> String {
+    keys.iter().map(Key::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl Update {
+    /// Whether the kernel has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        !self.replace && self.is_elements_only() && self.removed.is_empty() && self.added.is_empty()
+    }
+
+    /// Whether the table must be replaced (a set's declaration changed): a full sync.
+    pub fn replaces_table(&self) -> bool {
+        self.replace
+    }
+
+    /// Whether the update changes elements and nothing else.
+    fn is_elements_only(&self) -> bool {
+        self.new_sets.is_empty()
+            && self.new_chains.is_empty()
+            && self.refills.is_empty()
+            && self.stale_chains.is_empty()
+            && self.stale_sets.is_empty()
+    }
+
+    /// The service ports this update changes, as (before, after).
+    pub fn port_changes<'a>(
+        &'a self,
+        base: &'a Ruleset,
+    ) -> impl Iterator<Item = (Option<&'a ServicePort>, Option<&'a ServicePort>)> {
+        self.ports.iter().map(|p| (base.service_port(&p.id), p.port.as_deref()))
+    }
+
+    /// When the update only removes and adds elements of existing sets and maps: every such change, removals
+    /// first. `None` when it needs more (chains, sets) or nothing at all.
+    pub fn element_changes(&self) -> Option<Vec<ElementChange<'_>>> {
+        if self.replace || !self.is_elements_only() || self.is_empty() {
             return None;
         }
+        let mut out = Vec::new();
+        for (set, keys) in &self.removed {
+            out.extend(keys.iter().map(|key| ElementChange { set: *set, add: false, key: *key, data: None }));
+        }
+        for (set, elements) in &self.added {
+            out.extend(elements.iter().map(|(key, data)| ElementChange {
+                set: *set,
+                add: true,
+                key: *key,
+                data: data.as_ref(),
+            }));
+        }
+        Some(out)
+    }
+
+    /// The update as a script for `nft -f -`, one transaction; `None` when there is nothing to do. Only for an
+    /// update that does not [replace the table](Self::replaces_table).
+    pub fn script(&self) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let t = &self.table;
         // Order matters within the transaction: chains exist before rules and elements point at them, and a chain
         // is deleted only once nothing jumps to it any more.
         let mut out = String::new();
-        for set in &new_sets {
+        for set in &self.new_sets {
             let _ = writeln!(out, "add {} inet {t} {} {{ {} }}", set.kind, set.name, set.definition);
-            if !set.elements.is_empty() {
-                let elements: Vec<&str> = set.elements.values().map(String::as_str).collect();
-                let _ = writeln!(out, "add element inet {t} {} {{ {} }}", set.name, elements.join(", "));
-            }
         }
-        for (set, gone, came) in &set_changes {
-            if !gone.is_empty() {
-                let _ = writeln!(out, "delete element inet {t} {} {{ {} }}", set.name, gone.join(", "));
-            }
-            if !came.is_empty() {
-                let _ = writeln!(out, "add element inet {t} {} {{ {} }}", set.name, came.join(", "));
-            }
-        }
-        for chain in &new_chains {
+        for chain in &self.new_chains {
             let _ = writeln!(out, "add chain inet {t} {}", chain.name);
         }
-        for chain in &refills {
+        for chain in &self.refills {
             let _ = writeln!(out, "flush chain inet {t} {}", chain.name);
         }
-        for chain in new_chains.iter().chain(&refills) {
+        for chain in self.new_chains.iter().chain(&self.refills) {
             for rule in &chain.rules {
                 let _ = writeln!(out, "add rule inet {t} {} {rule}", chain.name);
             }
         }
-        for (container, keys) in removed {
-            let _ = writeln!(out, "delete element inet {t} {container} {{ {} }}", keys.join(", "));
+        for (container, keys) in &self.removed {
+            let _ = writeln!(out, "delete element inet {t} {container} {{ {} }}", keys_text(keys));
         }
-        for (container, elements) in added {
-            let _ = writeln!(out, "add element inet {t} {container} {{ {} }}", elements.join(", "));
+        for (container, elements) in &self.added {
+            let texts: Vec<String> = elements.iter().map(|(k, d)| element_text(k, d.as_ref())).collect();
+            let _ = writeln!(out, "add element inet {t} {container} {{ {} }}", texts.join(", "));
         }
-        for chain in &stale {
+        for chain in &self.stale_chains {
             let _ = writeln!(out, "flush chain inet {t} {}", chain.name);
         }
-        for chain in &stale {
+        for chain in &self.stale_chains {
             let _ = writeln!(out, "delete chain inet {t} {}", chain.name);
         }
-        for set in &stale_sets {
+        for set in &self.stale_sets {
             let _ = writeln!(out, "delete {} inet {t} {}", set.kind, set.name);
         }
         Some(out)
     }
-}
 
-fn element_text(key: &str, verdict: Option<&str>) -> String {
-    match verdict {
-        Some(verdict) => format!("{key} : {verdict}"),
-        None => key.to_string(),
+    /// Adds what going from `old` to `new` (one service port's rules) does to its own sets and chains.
+    fn diff_port(&mut self, old: Option<&PortRules>, new: Option<&PortRules>) {
+        let before: BTreeMap<&str, &Set> = old.iter().flat_map(|o| &o.sets).map(|s| (s.name.as_str(), s)).collect();
+        let after: BTreeMap<&str, &Set> = new.iter().flat_map(|n| &n.sets).map(|s| (s.name.as_str(), s)).collect();
+        for (name, set) in &after {
+            match before.get(name) {
+                None => self.new_sets.push((*set).clone()),
+                // A set's declaration cannot change in place; this is rare enough to replace the table.
+                Some(was) if was.definition != set.definition || was.kind != set.kind => self.replace = true,
+                Some(_) => {}
+            }
+        }
+        self.stale_sets.extend(before.iter().filter(|(name, _)| !after.contains_key(*name)).map(|(_, s)| (*s).clone()));
+        let before: BTreeMap<&str, &Chain> = old.iter().flat_map(|o| &o.chains).map(|c| (c.name.as_str(), c)).collect();
+        let after: BTreeMap<&str, &Chain> = new.iter().flat_map(|n| &n.chains).map(|c| (c.name.as_str(), c)).collect();
+        // In the port's own order: a chain's rules may only jump to chains that exist by then.
+        for chain in new.iter().flat_map(|n| &n.chains) {
+            match before.get(chain.name.as_str()) {
+                None => self.new_chains.push(chain.clone()),
+                Some(was) if was.rules != chain.rules => self.refills.push(chain.clone()),
+                Some(_) => {}
+            }
+        }
+        self.stale_chains
+            .extend(old.iter().flat_map(|o| &o.chains).filter(|c| !after.contains_key(c.name.as_str())).cloned());
     }
 }
 
@@ -425,49 +676,53 @@ fn skeleton(out: &mut String, config: &RulesetConfig) {
 /// the external chain, which masquerades and goes to every endpoint, or with `externalTrafficPolicy: Local` keeps
 /// the client's address and goes to this node's endpoints (pods and the node itself still reach every endpoint,
 /// as upstream short-circuits them).
-fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>) -> PortRules {
+fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn FnMut(&str) -> u32) -> PortRules {
     let ips = ipv4(&port.cluster_ips);
     let proto = port.protocol.as_str();
+    let protocol = port.protocol;
     let local = port.local_endpoints();
     let cluster_chain = service_chain(&port);
     let local_chain = local_chain(&port);
-    let external = format!("goto {}", external_chain(&port));
+    let external = Data::Goto(external_chain(&port));
     // An empty `ips` means an IPv6-only Service: nothing to route yet.
     let has_endpoints = !port.endpoints.is_empty() && !ips.is_empty();
     let has_local = has_endpoints && !local.is_empty();
     let internal_ok = if port.internal_local { has_local } else { has_endpoints };
     let external_ok = if port.external_local { has_local } else { has_endpoints };
     // No endpoints at all: reject at once. Endpoints, but none here for a Local policy: drop, as upstream does.
-    let unavailable = if has_endpoints { "drop" } else { "goto reject-chain" };
-    let internal = format!("goto {}", if port.internal_local { &local_chain } else { &cluster_chain });
+    let unavailable = if has_endpoints { Data::Drop } else { Data::Goto("reject-chain".into()) };
+    let internal = Data::Goto(if port.internal_local { local_chain.clone() } else { cluster_chain.clone() });
 
-    let mut elements: Vec<Element> =
-        ips.iter().map(|ip| Element { container: CLUSTER_IPS, key: ip.to_string(), verdict: None }).collect();
+    let mut elements: Vec<Element> = ips
+        .iter()
+        .map(|ip| Element { container: Container::Shared(CLUSTER_IPS), key: Key::Address(*ip), data: None })
+        .collect();
     let mut destinations: Vec<(Ipv4Addr, bool)> = ips.iter().map(|ip| (*ip, true)).collect();
     destinations.extend(ipv4(&port.external_ips).into_iter().map(|ip| (ip, false)));
     if port.localhost {
         destinations.push((Ipv4Addr::LOCALHOST, false));
     }
     for (ip, is_internal) in destinations {
-        let key = format!("{ip} . {proto} . {}", port.port);
+        let key = Key::Destination(ip, protocol, port.port);
         let (ok, verdict) = if is_internal { (internal_ok, &internal) } else { (external_ok, &external) };
         elements.push(if ok {
-            Element { container: SERVICE_IPS, key, verdict: Some(verdict.clone()) }
+            Element { container: Container::Shared(SERVICE_IPS), key, data: Some(verdict.clone()) }
         } else {
-            Element { container: NO_ENDPOINT_SERVICES, key, verdict: Some(unavailable.to_string()) }
+            Element { container: Container::Shared(NO_ENDPOINT_SERVICES), key, data: Some(unavailable.clone()) }
         });
     }
     if let Some(node_port) = port.node_port {
-        let key = format!("{proto} . {node_port}");
+        let key = Key::NodePort(protocol, node_port);
         elements.push(if external_ok {
-            Element { container: SERVICE_NODEPORTS, key, verdict: Some(external.clone()) }
+            Element { container: Container::Shared(SERVICE_NODEPORTS), key, data: Some(external.clone()) }
         } else {
-            Element { container: NO_ENDPOINT_NODEPORTS, key, verdict: Some(unavailable.to_string()) }
+            Element { container: Container::Shared(NO_ENDPOINT_NODEPORTS), key, data: Some(unavailable.clone()) }
         });
     }
 
     let mut chains = Vec::new();
     let mut sets = Vec::new();
+    let mut blocks = Vec::new();
     // The cluster chain serves internal traffic under the Cluster policy, and every external client: directly,
     // or as the short-circuit for pods and the node under `externalTrafficPolicy: Local`.
     let cluster_used = has_endpoints && (!port.internal_local || port.is_external());
@@ -483,15 +738,15 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>) -> PortRules {
         .collect();
     if cluster_used {
         let off_cluster = if port.internal_local { &[][..] } else { &masquerade_off_cluster[..] };
-        let (chain, map) = balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints);
-        chains.push(chain);
-        sets.extend(map);
+        let block = port.affinity_timeout.is_none().then(|| block_of(&cluster_chain));
+        chains.push(balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints, block, &mut elements));
+        blocks.extend(block.map(|b| (cluster_chain.clone(), b)));
     }
     if local_used {
         let off_cluster = if port.internal_local { &masquerade_off_cluster[..] } else { &[][..] };
-        let (chain, map) = balancing_chain(local_chain.clone(), off_cluster, &port, &local);
-        chains.push(chain);
-        sets.extend(map);
+        let block = port.affinity_timeout.is_none().then(|| block_of(&local_chain));
+        chains.push(balancing_chain(local_chain.clone(), off_cluster, &port, &local, block, &mut elements));
+        blocks.extend(block.map(|b| (local_chain.clone(), b)));
     }
     if external_ok && port.is_external() {
         let rules = if port.external_local {
@@ -515,50 +770,64 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>) -> PortRules {
         &[]
     };
     for endpoint in routed {
-        let ip = endpoint.ip;
-        elements.push(Element { container: HAIRPIN_ENDPOINTS, key: format!("{ip} . {ip}"), verdict: None });
+        if let IpAddr::V4(ip) = endpoint.ip {
+            elements.push(Element {
+                container: Container::Shared(HAIRPIN_ENDPOINTS),
+                key: Key::Pair(ip, ip),
+                data: None,
+            });
+        }
         if let Some(timeout) = port.affinity_timeout {
             chains.push(endpoint_chain_rules(&port, endpoint));
             sets.push(Set {
                 kind: "set",
                 name: affinity_set(&port, endpoint),
                 definition: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
-                elements: BTreeMap::new(),
             });
         }
     }
-    PortRules { port, chains, sets, elements }
+    PortRules { id: port.id().into(), port, chains, sets, elements, blocks }
 }
 
 /// A chain that spreads new connections over `endpoints` at random. Without session affinity it DNATs through
-/// a map of its own from `numgen` slot to endpoint, so an endpoint change is a change of that map's elements
-/// (and of the rule's modulus when the count changes), with no chain per endpoint: the kernel's cost of a commit
-/// and of a dump grows with the number of chains. With session affinity, a client that has a live entry in an
-/// endpoint's affinity set goes back to that endpoint's chain first, and new clients jump to one at random.
-fn balancing_chain(name: String, first: &[String], port: &ServicePort, endpoints: &[Endpoint]) -> (Chain, Option<Set>) {
+/// its `block` of slots in one of the shared endpoint maps (slot → endpoint), so an endpoint change is a change
+/// of map elements (and of the rule's modulus when the count changes), with no chain per endpoint: the kernel's
+/// cost of a commit and of a dump grows with the number of chains. With session affinity, a client that has a
+/// live entry in an endpoint's affinity set goes back to that endpoint's chain first, and new clients jump to one
+/// at random.
+fn balancing_chain(
+    name: String,
+    first: &[String],
+    port: &ServicePort,
+    endpoints: &[Endpoint],
+    block: Option<u32>,
+    elements: &mut Vec<Element>,
+) -> Chain {
     let mut rules = first.to_vec();
-    if port.affinity_timeout.is_some() {
+    let Some(block) = block else {
         rules.extend(
             endpoints.iter().map(|e| format!("ip saddr @{} goto {}", affinity_set(port, e), endpoint_chain(port, e))),
         );
         let targets: Vec<String> =
             endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(port, e))).collect();
         rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), targets.join(", ")));
-        return (Chain { name, rules }, None);
-    }
-    let map = endpoints_map(&name);
-    let elements =
-        endpoints.iter().enumerate().map(|(i, e)| (i.to_string(), format!("{i} : {} . {}", e.ip, e.port))).collect();
-    let proto = port.protocol.as_str();
-    rules.push(format!("meta l4proto {proto} dnat ip to numgen random mod {} map @{map}", endpoints.len()));
-    let set = Set {
-        kind: "map",
-        name: map,
-        // `th dport` here would not survive nft reading the map back from the kernel next to a `meta l4proto`.
-        definition: format!("typeof numgen random mod 1 : ip daddr . {proto} dport;"),
-        elements,
+        return Chain { name, rules };
     };
-    (Chain { name, rules }, Some(set))
+    let (map, first_slot) = endpoint_slots(port.protocol, block);
+    let routed: Vec<(Ipv4Addr, u16)> = endpoints
+        .iter()
+        .filter_map(|e| if let IpAddr::V4(ip) = e.ip { Some((ip, e.port)) } else { None })
+        .take(SLOTS_PER_CHAIN as usize)
+        .collect();
+    for (slot, (ip, port)) in (first_slot..).zip(&routed) {
+        elements.push(Element { container: map, key: Key::Slot(slot), data: Some(Data::Endpoint(*ip, *port)) });
+    }
+    let proto = port.protocol.as_str();
+    rules.push(format!(
+        "meta l4proto {proto} dnat ip to numgen random mod {} offset {first_slot} map @{map}",
+        routed.len()
+    ));
+    Chain { name, rules }
 }
 
 fn endpoint_chain_rules(port: &ServicePort, endpoint: &Endpoint) -> Chain {
@@ -601,7 +870,7 @@ mod tests {
     #[test]
     fn a_cluster_ip_with_endpoints_and_one_without() {
         let web = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
-        let script = Ruleset::new(&config(), vec![web.clone(), port("empty", "10.43.0.11", &[])], None).full_script();
+        let script = Ruleset::new(&config(), vec![web.clone(), port("empty", "10.43.0.11", &[])]).full_script();
         let svc = service_chain(&web);
         let ep2 = endpoint_chain(&web, &web.endpoints[0]);
         let ep3 = endpoint_chain(&web, &web.endpoints[1]);
@@ -615,17 +884,15 @@ mod tests {
              }}\n  }}\n"
         );
         assert!(script.contains(&expected_maps), "{script}");
-        let map = endpoints_map(&svc);
         let expected_chains = format!(
             "  chain {svc} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
-             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 2 map @{map}\n  }}\n"
+             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 2 offset 0 map @endpoints-tcp-0\n  }}\n"
         );
         assert!(script.contains(&expected_chains), "{script}");
-        let endpoints = format!(
-            "  map {map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {{ 0 : 10.42.0.2 . \
-             8080, 1 : 10.42.0.3 . 8080 }}\n  }}\n"
-        );
-        assert!(script.contains(&endpoints), "{script}");
+        let endpoints = "  map endpoints-tcp-0 {\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {\n      \
+                         0 : 10.42.0.2 . 8080,\n      1 : 10.42.0.3 . 8080\n    }\n  }\n";
+        assert_eq!(script.matches("  map endpoints-").count(), 3 * ENDPOINT_MAPS as usize, "{script}");
+        assert!(script.contains(endpoints), "{script}");
         let hairpin = "  set hairpin-endpoints {\n    type ipv4_addr . ipv4_addr;\n    elements = {\n      10.42.0.2 . \
                        10.42.0.2,\n      10.42.0.3 . 10.42.0.3\n    }\n  }\n";
         assert!(script.contains(hairpin), "{script}");
@@ -643,7 +910,7 @@ mod tests {
         lb.localhost = true;
         let mut empty = port("empty", "10.43.0.21", &[]);
         empty.node_port = Some(30081);
-        let script = Ruleset::new(&config(), vec![empty, lb.clone()], None).full_script();
+        let script = Ruleset::new(&config(), vec![empty, lb.clone()]).full_script();
         let (svc, ext) = (service_chain(&lb), external_chain(&lb));
         assert!(ext.starts_with("external-") && ext.ends_with("-default/lb/tcp/http"), "{ext}");
         let service_ips = format!(
@@ -662,7 +929,7 @@ mod tests {
         assert!(script.contains(&external), "{script}");
         assert!(script.contains("fib daddr type local meta l4proto . th dport vmap @service-nodeports"), "{script}");
         assert!(script.contains("iifname != \"lo\" ip daddr 127.0.0.0/8 ct state new drop"), "{script}");
-        let plain = Ruleset::new(&config(), vec![port("web", "10.43.0.10", &["10.42.0.2"])], None).full_script();
+        let plain = Ruleset::new(&config(), vec![port("web", "10.43.0.10", &["10.42.0.2"])]).full_script();
         assert!(!plain.contains("chain external-"), "a ClusterIP Service has no external chain: {plain}");
     }
 
@@ -682,10 +949,15 @@ mod tests {
     #[test]
     fn an_unchanged_ruleset_needs_no_transaction() {
         let ports = vec![port("web", "10.43.0.10", &["10.42.0.2"]), port("empty", "10.43.0.11", &[])];
-        let applied = Ruleset::new(&config(), ports.clone(), None);
-        let again = Ruleset::new(&config(), ports, Some(&applied));
-        assert_eq!(again.update_script(&applied), None);
-        assert_eq!(again.full_script(), applied.full_script());
+        let mut applied = Ruleset::new(&config(), ports.clone());
+        let full = applied.full_script();
+        let again = applied.plan_to(ports.clone());
+        assert!(again.is_empty() && again.script().is_none() && again.element_changes().is_none());
+        // Changes that change nothing: the same ports handed in as changed.
+        let same = applied.plan(ports.into_iter().map(|p| Change::Port(Arc::new(p))));
+        assert_eq!(same.script(), None);
+        applied.commit(same);
+        assert_eq!(applied.full_script(), full);
     }
 
     #[test]
@@ -693,22 +965,25 @@ mod tests {
         let other = port("other", "10.43.0.9", &["10.42.0.7"]);
         let before = port("web", "10.43.0.10", &["10.42.0.2"]);
         let after = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
-        let applied = Ruleset::new(&config(), vec![other.clone(), before], None);
-        let desired = Ruleset::new(&config(), vec![other, after.clone()], Some(&applied));
-        let script = desired.update_script(&applied).unwrap_or_default();
+        let applied = Ruleset::new(&config(), vec![other.clone(), before]);
+        let update = applied.plan_to(vec![other, after.clone()]);
+        assert!(update.element_changes().is_none(), "a rule changes: not elements only");
+        let script = update.script().unwrap_or_default();
         let svc = service_chain(&after);
-        let map = endpoints_map(&svc);
+        // "other" sorts first and took block 0; web has block 1: slots from 8192 in endpoints-1.
         assert_eq!(
             lines(&script),
             [
-                format!("add element inet skiff {map} {{ 1 : 10.42.0.3 . 8080 }}"),
                 format!("flush chain inet skiff {svc}"),
                 format!(
                     "add rule inet skiff {svc} ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 \
                      jump mark-for-masquerade"
                 ),
-                format!("add rule inet skiff {svc} meta l4proto tcp dnat ip to numgen random mod 2 map @{map}"),
+                format!(
+                    "add rule inet skiff {svc} meta l4proto tcp dnat ip to numgen random mod 2 offset 8192 map @endpoints-tcp-1"
+                ),
                 "add element inet skiff hairpin-endpoints { 10.42.0.3 . 10.42.0.3 }".to_string(),
+                "add element inet skiff endpoints-tcp-1 { 8193 : 10.42.0.3 . 8080 }".to_string(),
             ]
         );
     }
@@ -717,17 +992,34 @@ mod tests {
     fn a_replaced_endpoint_changes_only_map_elements() {
         let before = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
         let after = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.4"]);
-        let applied = Ruleset::new(&config(), vec![before], None);
-        let desired = Ruleset::new(&config(), vec![after.clone()], Some(&applied));
-        let script = desired.update_script(&applied).unwrap_or_default();
-        let map = endpoints_map(&service_chain(&after));
+        let applied = Ruleset::new(&config(), vec![before]);
+        let update = applied.plan_to(vec![after.clone()]);
+        let script = update.script().unwrap_or_default();
+        let map = Container::Endpoints(Protocol::Tcp, 0);
+        let hairpin = Container::Shared(HAIRPIN_ENDPOINTS);
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let endpoint = Data::Endpoint(ip("10.42.0.4"), 8080);
+        assert_eq!(
+            update.element_changes(),
+            Some(vec![
+                ElementChange {
+                    set: hairpin,
+                    add: false,
+                    key: Key::Pair(ip("10.42.0.3"), ip("10.42.0.3")),
+                    data: None
+                },
+                ElementChange { set: map, add: false, key: Key::Slot(1), data: None },
+                ElementChange { set: hairpin, add: true, key: Key::Pair(ip("10.42.0.4"), ip("10.42.0.4")), data: None },
+                ElementChange { set: map, add: true, key: Key::Slot(1), data: Some(&endpoint) },
+            ])
+        );
         assert_eq!(
             lines(&script),
             [
-                format!("delete element inet skiff {map} {{ 1 }}"),
-                format!("add element inet skiff {map} {{ 1 : 10.42.0.4 . 8080 }}"),
-                "delete element inet skiff hairpin-endpoints { 10.42.0.3 . 10.42.0.3 }".to_string(),
-                "add element inet skiff hairpin-endpoints { 10.42.0.4 . 10.42.0.4 }".to_string(),
+                "delete element inet skiff hairpin-endpoints { 10.42.0.3 . 10.42.0.3 }",
+                "delete element inet skiff endpoints-tcp-0 { 1 }",
+                "add element inet skiff hairpin-endpoints { 10.42.0.4 . 10.42.0.4 }",
+                "add element inet skiff endpoints-tcp-0 { 1 : 10.42.0.4 . 8080 }",
             ]
         );
     }
@@ -737,19 +1029,18 @@ mod tests {
         let before = port("web", "10.43.0.10", &["10.42.0.2"]);
         let mut after = before.clone();
         after.endpoints.clear();
-        let applied = Ruleset::new(&config(), vec![before.clone()], None);
-        let desired = Ruleset::new(&config(), vec![after], Some(&applied));
-        let script = desired.update_script(&applied).unwrap_or_default();
+        let applied = Ruleset::new(&config(), vec![before.clone()]);
+        let script = applied.plan_to(vec![after]).script().unwrap_or_default();
         let svc = service_chain(&before);
         assert_eq!(
             lines(&script),
             [
                 "delete element inet skiff hairpin-endpoints { 10.42.0.2 . 10.42.0.2 }".to_string(),
                 "delete element inet skiff service-ips { 10.43.0.10 . tcp . 80 }".to_string(),
+                "delete element inet skiff endpoints-tcp-0 { 0 }".to_string(),
                 "add element inet skiff no-endpoint-services { 10.43.0.10 . tcp . 80 : goto reject-chain }".to_string(),
                 format!("flush chain inet skiff {svc}"),
                 format!("delete chain inet skiff {svc}"),
-                format!("delete map inet skiff {}", endpoints_map(&svc)),
             ]
         );
     }
@@ -762,9 +1053,9 @@ mod tests {
         let gone = port("gone", "10.43.0.12", &["10.42.0.5"]);
         let mut web = port("web", "10.43.0.10", &["10.42.0.2"]);
         web.node_port = Some(30080);
-        let applied = Ruleset::new(&config(), vec![web.clone(), shared_ip.clone(), gone.clone()], None);
-        let desired = Ruleset::new(&config(), vec![web, shared_ip], Some(&applied));
-        let script = desired.update_script(&applied).unwrap_or_default();
+        let mut applied = Ruleset::new(&config(), vec![web.clone(), shared_ip.clone(), gone.clone()]);
+        let update = applied.plan(vec![Change::Removed(gone.id())]);
+        let script = update.script().unwrap_or_default();
         let svc = service_chain(&gone);
         assert_eq!(
             lines(&script),
@@ -772,38 +1063,65 @@ mod tests {
                 "delete element inet skiff cluster-ips { 10.43.0.12 }".to_string(),
                 "delete element inet skiff hairpin-endpoints { 10.42.0.5 . 10.42.0.5 }".to_string(),
                 "delete element inet skiff service-ips { 10.43.0.12 . tcp . 80 }".to_string(),
+                "delete element inet skiff endpoints-tcp-0 { 0 }".to_string(),
                 format!("flush chain inet skiff {svc}"),
                 format!("delete chain inet skiff {svc}"),
-                format!("delete map inet skiff {}", endpoints_map(&svc)),
             ],
             "10.43.0.10 stays a cluster IP: another port of it remains"
         );
         // And back: the service returns with its chains before the elements that point at them.
-        let restored = Ruleset::new(&config(), vec![gone, port("web", "10.43.0.10", &["10.42.0.2"])], Some(&desired));
-        let script = restored.update_script(&desired).unwrap_or_default();
+        applied.commit(update);
+        let script = applied.plan_to(vec![gone, port("web", "10.43.0.10", &["10.42.0.2"]), shared_ip]).script();
+        let script = script.unwrap_or_default();
         let first_element = script.find("add element inet skiff service-ips").unwrap_or(0);
         assert!(script.find(&format!("add chain inet skiff {svc}")).is_some_and(|i| i < first_element), "{script}");
         assert!(script.contains("delete element inet skiff service-nodeports { tcp . 30080 }"), "{script}");
         assert!(script.contains("add element inet skiff cluster-ips { 10.43.0.12 }"), "{script}");
+        assert!(script.contains("offset 0 map @endpoints-tcp-0"), "the block given back is taken again: {script}");
     }
 
     #[test]
-    fn another_configuration_replaces_the_table() {
-        let ports = vec![port("web", "10.43.0.10", &["10.42.0.2"])];
-        let applied = Ruleset::new(&config(), ports.clone(), None);
-        let mut moved = config();
-        moved.cluster_cidr = Ipv4Net::new(std::net::Ipv4Addr::new(10, 50, 0, 0), 16).unwrap_or_default();
-        let desired = Ruleset::new(&moved, ports, Some(&applied));
-        let script = desired.update_script(&applied).unwrap_or_default();
-        assert!(script.starts_with("add table inet skiff\ndelete table inet skiff\n"), "{script}");
-        assert!(script.contains("ip saddr != 10.50.0.0/16"), "{script}");
+    fn a_shared_element_passes_to_the_next_claim_when_its_owner_goes() {
+        // Two LoadBalancers on port 80 both claim 127.0.0.1 . tcp . 80: the first by id holds it.
+        let lb = |name: &str, ip: &str| {
+            let mut p = port(name, ip, &["10.42.0.2"]);
+            p.localhost = true;
+            p
+        };
+        let (a, b) = (lb("a", "10.43.0.20"), lb("b", "10.43.0.21"));
+        let mut applied = Ruleset::new(&config(), vec![b.clone(), a.clone()]);
+        let held = |r: &Ruleset| {
+            let script = r.full_script();
+            let line = script.lines().find(|l| l.contains("127.0.0.1 . tcp . 80")).unwrap_or_default().to_string();
+            line.trim().trim_end_matches(',').to_string()
+        };
+        assert_eq!(held(&applied), format!("127.0.0.1 . tcp . 80 : goto {}", external_chain(&a)));
+        assert_eq!(
+            applied.counts().2,
+            8,
+            "two cluster IPs, service IPs and endpoint slots, one localhost, one hairpin pair"
+        );
+        let update = applied.plan(vec![Change::Removed(a.id())]);
+        let script = update.script().unwrap_or_default();
+        assert!(
+            script.contains(&format!(
+                "delete element inet skiff service-ips {{ 10.43.0.20 . tcp . 80, 127.0.0.1 . tcp . 80 }}\ndelete element \
+                 inet skiff endpoints-tcp-0 {{ 0 }}\nadd element inet skiff service-ips {{ 127.0.0.1 . tcp . 80 : goto {} }}",
+                external_chain(&b)
+            )),
+            "{script}"
+        );
+        assert!(!script.contains("hairpin"), "b still DNATs to 10.42.0.2: {script}");
+        applied.commit(update);
+        assert_eq!(held(&applied), format!("127.0.0.1 . tcp . 80 : goto {}", external_chain(&b)));
+        assert_eq!(applied.counts().2, 5);
     }
 
     #[test]
     fn client_ip_affinity_remembers_the_client_per_endpoint() {
         let mut web = port("web", "10.43.0.10", &["10.42.0.2", "10.42.0.3"]);
         web.affinity_timeout = Some(60);
-        let script = Ruleset::new(&config(), vec![web.clone()], None).full_script();
+        let script = Ruleset::new(&config(), vec![web.clone()]).full_script();
         let (svc, ep2, ep3) =
             (service_chain(&web), endpoint_chain(&web, &web.endpoints[0]), endpoint_chain(&web, &web.endpoints[1]));
         let (set2, set3) = (affinity_set(&web, &web.endpoints[0]), affinity_set(&web, &web.endpoints[1]));
@@ -825,8 +1143,8 @@ mod tests {
         // Turning affinity off removes the sets after the rules that use them are gone.
         let mut off = web.clone();
         off.affinity_timeout = None;
-        let applied = Ruleset::new(&config(), vec![web], None);
-        let script = Ruleset::new(&config(), vec![off], Some(&applied)).update_script(&applied).unwrap_or_default();
+        let applied = Ruleset::new(&config(), vec![web]);
+        let script = applied.plan_to(vec![off]).script().unwrap_or_default();
         let flush = script.find(&format!("flush chain inet skiff {ep2}")).unwrap_or(usize::MAX);
         let delete = script.find(&format!("delete set inet skiff {set2}")).unwrap_or(0);
         assert!(flush < delete, "{script}");
@@ -843,7 +1161,7 @@ mod tests {
         web.external_local = true;
         web.health_check_node_port = Some(32000);
         web.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
-        let script = Ruleset::new(&config(), vec![web.clone()], None).full_script();
+        let script = Ruleset::new(&config(), vec![web.clone()]).full_script();
         let (svc, ext, local) = (service_chain(&web), external_chain(&web), local_chain(&web));
         assert!(local.starts_with("local-"), "{local}");
         assert!(script.contains(&format!("10.43.0.30 . tcp . 80 : goto {svc}")), "pods use the cluster IP: {script}");
@@ -854,25 +1172,22 @@ mod tests {
              goto {svc}\n    goto {local} comment \"outside clients keep their address\"\n  }}\n"
         );
         assert!(script.contains(&external), "{script}");
-        let (local_map, cluster_map) = (endpoints_map(&local), endpoints_map(&svc));
-        let local_rules =
-            format!("  chain {local} {{\n    meta l4proto tcp dnat ip to numgen random mod 1 map @{local_map}\n  }}\n");
+        // The cluster chain has block 0 (slots from 0 in endpoints-tcp-0), the local chain block 1.
+        let local_rules = format!(
+            "  chain {local} {{\n    meta l4proto tcp dnat ip to numgen random mod 1 offset 8192 map @endpoints-tcp-1\n  }}\n"
+        );
         assert!(script.contains(&local_rules), "{script}");
-        let only_here = format!(
-            "  map {local_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    \
-                                 elements = {{ 0 : 10.42.0.2 . 8080 }}\n  }}\n"
-        );
-        assert!(script.contains(&only_here), "{script}");
-        let everywhere = format!(
-            "  map {cluster_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    \
-                                  elements = {{ 0 : 10.42.0.2 . 8080, 1 : 10.42.1.2 . 8080 }}\n  }}\n"
-        );
-        assert!(script.contains(&everywhere), "the cluster chain still reaches every endpoint: {script}");
+        let only_here = "  map endpoints-tcp-1 {\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {\n      \
+                         8192 : 10.42.0.2 . 8080\n    }\n  }\n";
+        assert!(script.contains(only_here), "{script}");
+        let everywhere = "  map endpoints-tcp-0 {\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {\n      \
+                          0 : 10.42.0.2 . 8080,\n      1 : 10.42.1.2 . 8080\n    }\n  }\n";
+        assert!(script.contains(everywhere), "the cluster chain still reaches every endpoint: {script}");
 
         // Endpoints only on other nodes: outside clients are dropped here (the health check steers balancers
         // away), pods still reach the Service.
         web.endpoints = vec![on_node("10.42.1.2", false)];
-        let script = Ruleset::new(&config(), vec![web], None).full_script();
+        let script = Ruleset::new(&config(), vec![web]).full_script();
         assert!(script.contains("tcp . 30080 : drop"), "{script}");
         assert!(script.contains(&format!("10.43.0.30 . tcp . 80 : goto {svc}")), "{script}");
         assert!(!script.contains(&format!("chain {local}")), "{script}");
@@ -883,23 +1198,22 @@ mod tests {
         let mut dns = port("kube-dns", "10.43.0.10", &[]);
         dns.internal_local = true;
         dns.endpoints = vec![on_node("10.42.0.2", true), on_node("10.42.1.2", false)];
-        let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
+        let script = Ruleset::new(&config(), vec![dns.clone()]).full_script();
         let (svc, local) = (service_chain(&dns), local_chain(&dns));
         assert!(script.contains(&format!("10.43.0.10 . tcp . 80 : goto {local}")), "{script}");
-        let local_map = endpoints_map(&local);
         let local_rules = format!(
             "  chain {local} {{\n    ip daddr 10.43.0.10 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump \
-             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 1 map @{local_map}\n  }}\n"
+             mark-for-masquerade\n    meta l4proto tcp dnat ip to numgen random mod 1 offset 0 map @endpoints-tcp-0\n  }}\n"
         );
         assert!(script.contains(&local_rules), "{script}");
-        assert!(script.contains(&format!("map {local_map} {{\n    typeof numgen random mod 1 : ip daddr . tcp dport;\n    elements = {{ 0 : 10.42.0.2 . 8080 }}")), "{script}");
+        assert!(script.contains("elements = {\n      0 : 10.42.0.2 . 8080\n    }"), "{script}");
         assert!(!script.contains(&format!("chain {svc}")) && !script.contains("10.42.1.2 . 8080"), "{script}");
 
         dns.endpoints = vec![on_node("10.42.1.2", false)];
-        let script = Ruleset::new(&config(), vec![dns.clone()], None).full_script();
+        let script = Ruleset::new(&config(), vec![dns.clone()]).full_script();
         assert!(script.contains("10.43.0.10 . tcp . 80 : drop"), "endpoints elsewhere: drop, not reject: {script}");
         dns.endpoints.clear();
-        let script = Ruleset::new(&config(), vec![dns], None).full_script();
+        let script = Ruleset::new(&config(), vec![dns]).full_script();
         assert!(script.contains("10.43.0.10 . tcp . 80 : goto reject-chain"), "no endpoints at all: {script}");
     }
 }

@@ -1,10 +1,13 @@
-//! The proxy's loop: reflectors cache every Service and EndpointSlice; once both have synced, every change
-//! (coalesced over a few milliseconds) rebuilds the desired ruleset and applies only its difference from the
-//! mirror of what was last applied. A failed apply keeps the mirror (so the conntrack cleanup still knows what the
-//! kernel held) but forces the retry to be a full sync. After an apply: stale UDP flows are deleted, the health
-//! check servers follow the local endpoint counts, and the endpoint changes' trigger times become network
-//! programming latencies. The rules stay in the kernel when the loop stops, so traffic keeps flowing while the
-//! proxy restarts; the first sync after a start replaces whatever table is there.
+//! The proxy's loop: watches fill the [`cache`] with every Service and EndpointSlice and mark the Services they
+//! touch; once both kinds are listed, every change (coalesced over a few milliseconds) recomputes the marked
+//! Services' ports, and the mirror of the kernel's table ([`Ruleset`]) plans the update for the ports that differ —
+//! work proportional to the change, not to the cluster. An update of elements alone goes to the kernel over
+//! [`netlink`], anything more through [`nft`]. A failed apply keeps the mirror (it is what the kernel still holds,
+//! so the conntrack cleanup stays right) and makes the retry a full sync, which replaces the whole table. After an
+//! apply: stale UDP flows are deleted, the health check servers follow the local endpoint counts, and the endpoint
+//! changes' trigger times become network programming latencies. The rules stay in the kernel when the loop stops,
+//! so traffic keeps flowing while the proxy restarts; the first sync after a start replaces whatever table is
+//! there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,22 +18,20 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{self, Caches, ServiceKey, SharedCaches};
 use crate::health::HealthServers;
-use crate::model::{ServicePort, service_ports};
-use crate::ruleset::{Ruleset, RulesetConfig};
-use crate::{conntrack, metrics, nft};
+use crate::model::ServicePort;
+use crate::ruleset::{Change, Ruleset, RulesetConfig};
+use crate::{conntrack, metrics, netlink, nft};
 
 /// Changes arriving this close together are applied in one transaction.
 const COALESCE: Duration = Duration::from_millis(5);
 /// How long after a failed apply the next attempt comes.
 const RETRY: Duration = Duration::from_secs(1);
-/// The label that ties an EndpointSlice to its Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Runs the proxy for the node named `node` until `stop` fires.
 pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop: CancellationToken) {
@@ -38,55 +39,72 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
     let changed = Arc::new(Notify::new());
     // Trigger times of the endpoint changes not yet programmed (older than this start: not ours to measure).
     let triggers: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
+    let caches: SharedCaches = Arc::default();
     let pending = triggers.clone();
-    let services = cache::<Service>(Api::all(client.clone()), changed.clone(), stop.clone(), |_| {});
-    let slices = cache::<EndpointSlice>(Api::all(client), changed.clone(), stop.clone(), move |slice| {
-        if let Some(at) = metrics::trigger_time(slice).filter(|at| *at >= started) {
+    watch::<Service>(Api::all(client.clone()), caches.clone(), changed.clone(), stop.clone(), |caches, event| {
+        caches.service_event(event);
+    });
+    watch::<EndpointSlice>(Api::all(client), caches.clone(), changed.clone(), stop.clone(), move |caches, event| {
+        if let watcher::Event::Apply(slice) | watcher::Event::InitApply(slice) = &event
+            && let Some(at) = metrics::trigger_time(slice).filter(|at| *at >= started)
+        {
             pending.lock().unwrap_or_else(PoisonError::into_inner).push(at);
         }
+        caches.slice_event(event);
     });
-    tokio::select! {
-        _ = stop.cancelled() => return,
-        ready = async { tokio::try_join!(services.wait_until_ready(), slices.wait_until_ready()) } => {
-            if ready.is_err() {
-                return;
-            }
+    while !cache::lock(&caches).synced() {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changed.notified() => {}
         }
     }
     let metrics = metrics::metrics();
     let mut health = HealthServers::default();
-    // The mirror: what the kernel's table held after the last successful sync. `full` forces the next sync to
-    // replace the whole table: at start (reconciling whatever an earlier run left) and after a failure.
-    let mut applied: Option<Ruleset> = None;
-    let mut wanted = Desired::default();
+    // The mirror: what the kernel's table holds. `full` makes the next sync replace the whole table: at start
+    // (reconciling whatever an earlier run left) and after a failure.
+    let mut applied = Ruleset::empty(&config);
+    let mut first = true;
     let mut full = true;
+    let mut wanted = Desired::default();
     loop {
         let batch: Vec<Timestamp> = std::mem::take(&mut *triggers.lock().unwrap_or_else(PoisonError::into_inner));
-        let desired = Ruleset::new(&config, wanted.compute(&services, &slices, &node), applied.as_ref());
-        let script = match &applied {
-            Some(applied) if !full => desired.update_script(applied),
-            _ => Some(desired.full_script()),
-        };
+        let changes = wanted.changes(&caches, &node);
+        let update = if full { applied.plan_to(wanted.all()) } else { applied.plan(changes) };
+        // Flows a cleanup must forget once this applies; not at start, where nothing is known of before.
+        let stale = if first { Default::default() } else { conntrack::stale_udp_flows(update.port_changes(&applied)) };
         let mut healthy = true;
-        if script.is_none() {
+        if !full && !update.replaces_table() && update.is_empty() {
             // The kernel already holds what these changes ask for: programmed as of now.
             metrics.programmed(&batch);
-        }
-        if let Some(script) = script {
+        } else {
+            let whole = full || update.replaces_table();
+            // Element changes alone go straight to the kernel over netlink; anything more through `nft`.
+            let (write, next) = if whole {
+                let mut next = applied.clone();
+                next.commit(update);
+                (Write::Nft(next.full_script()), Ok(next))
+            } else if let Some(changes) = update.element_changes() {
+                let (batch, acks) = netlink::encode(&config.table, &changes);
+                (Write::Netlink(batch, acks), Err(update))
+            } else {
+                (Write::Nft(update.script().unwrap_or_default()), Err(update))
+            };
+            let writer = write.name();
             let began = Instant::now();
-            match tokio::task::spawn_blocking(move || nft::apply(&script)).await {
+            match tokio::task::spawn_blocking(move || write.apply()).await {
                 Ok(Ok(())) => {
-                    let counts = desired.counts();
-                    metrics.synced(began.elapsed(), full, counts);
-                    metrics.programmed(&batch);
-                    tracing::debug!(elapsed = ?began.elapsed(), full, ?counts, "service rules applied");
-                    if let Some(before) = &applied {
-                        let stale = conntrack::stale_udp_flows(before, &desired);
-                        if !stale.is_empty() {
-                            let _ = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;
-                        }
+                    match next {
+                        Ok(next) => applied = next,
+                        Err(update) => applied.commit(update),
                     }
-                    applied = Some(desired);
+                    let counts = applied.counts();
+                    metrics.synced(began.elapsed(), whole, counts);
+                    metrics.programmed(&batch);
+                    tracing::debug!(elapsed = ?began.elapsed(), full = whole, writer, ?counts, "service rules applied");
+                    if !stale.is_empty() {
+                        let _ = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;
+                    }
+                    first = false;
                     full = false;
                 }
                 outcome => {
@@ -98,8 +116,8 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
                 }
             }
         }
-        if let Some(applied) = &applied {
-            health.update(applied, healthy).await;
+        if !first {
+            health.update(&applied, healthy).await;
         }
         let wait = if healthy { None } else { Some(RETRY) };
         tokio::select! {
@@ -110,21 +128,49 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
     }
 }
 
-/// A reflector for `K` whose every change wakes `changed`, after `seen` has looked at the changed object.
-fn cache<K>(api: Api<K>, changed: Arc<Notify>, stop: CancellationToken, seen: impl Fn(&K) + Send + 'static) -> Store<K>
-where
+/// One transaction for the kernel.
+enum Write {
+    /// An `nft -f -` script.
+    Nft(String),
+    /// A netlink batch and the acknowledgements it asks for.
+    Netlink(Vec<u8>, usize),
+}
+
+impl Write {
+    fn name(&self) -> &'static str {
+        match self {
+            Write::Nft(_) => "nft",
+            Write::Netlink(..) => "netlink",
+        }
+    }
+
+    fn apply(self) -> Result<(), String> {
+        match self {
+            Write::Nft(script) => nft::apply(&script).map_err(|e| e.to_string()),
+            Write::Netlink(batch, acks) => netlink::send_batch(&batch, acks).map_err(|e| format!("netlink: {e}")),
+        }
+    }
+}
+
+/// A watch of `K` whose every event goes through `take` into the caches and then wakes `changed`.
+fn watch<K>(
+    api: Api<K>,
+    caches: SharedCaches,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+    take: impl Fn(&mut Caches, watcher::Event<K>) + Send + 'static,
+) where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 item = stream.next() => match item {
-                    Some(Ok(object)) => {
-                        seen(&object);
+                    Some(Ok(event)) => {
+                        take(&mut cache::lock(&caches), event);
                         changed.notify_one();
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "a proxy watch failed; it restarts"),
@@ -133,64 +179,44 @@ where
             }
         }
     });
-    store
 }
 
-/// Every routed service port, from the caches, remembering per Service what it was computed from: a Service
-/// whose object and EndpointSlices are the very same cached objects as last time (the reflector replaces an
-/// object's `Arc` when it changes) keeps its ports, shared, so a sync at 10,000 Services recomputes only the
-/// Services that changed and the ruleset skips comparing the rest.
+/// Every routed service port, by Service, as last computed: a sync recomputes only the Services the caches
+/// marked changed, and hands the ruleset only the ports that differ.
 #[derive(Default)]
 struct Desired {
-    by_service: HashMap<(String, String), Computed>,
-}
-
-struct Computed {
-    service: Arc<Service>,
-    slices: Vec<Arc<EndpointSlice>>,
-    ports: Vec<Arc<ServicePort>>,
+    by_service: HashMap<ServiceKey, Vec<Arc<ServicePort>>>,
 }
 
 impl Desired {
-    fn compute(
-        &mut self,
-        services: &Store<Service>,
-        slices: &Store<EndpointSlice>,
-        node: &str,
-    ) -> Vec<Arc<ServicePort>> {
-        let mut slices_of: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
-        for slice in slices.state() {
-            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-            if let Some(name) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                slices_of.entry((namespace, name.clone())).or_default().push(slice);
+    /// Recomputes the changed Services' ports; returns the ports that differ from before.
+    fn changes(&mut self, caches: &SharedCaches, node: &str) -> Vec<Change> {
+        let mut caches = cache::lock(caches);
+        let mut changes = Vec::new();
+        for key in caches.take_changed() {
+            let before = self.by_service.remove(&key).unwrap_or_default();
+            let mut after = Vec::new();
+            for port in caches.service_ports(&key, node) {
+                match before.iter().find(|b| ***b == port) {
+                    Some(same) => after.push(same.clone()),
+                    None => {
+                        let port = Arc::new(port);
+                        changes.push(Change::Port(port.clone()));
+                        after.push(port);
+                    }
+                }
+            }
+            let ids: Vec<String> = after.iter().map(|p| p.id()).collect();
+            changes.extend(before.iter().map(|b| b.id()).filter(|id| !ids.contains(id)).map(Change::Removed));
+            if !after.is_empty() {
+                self.by_service.insert(key, after);
             }
         }
-        let mut computed = HashMap::with_capacity(self.by_service.len());
-        let mut ports = Vec::new();
-        for service in services.state() {
-            let key = (
-                service.metadata.namespace.clone().unwrap_or_default(),
-                service.metadata.name.clone().unwrap_or_default(),
-            );
-            let mut its_slices = slices_of.remove(&key).unwrap_or_default();
-            its_slices.sort_by_key(|s| Arc::as_ptr(s) as usize);
-            let same = |c: &Computed| {
-                Arc::ptr_eq(&c.service, &service)
-                    && c.slices.len() == its_slices.len()
-                    && c.slices.iter().zip(&its_slices).all(|(a, b)| Arc::ptr_eq(a, b))
-            };
-            let entry = match self.by_service.remove(&key) {
-                Some(c) if same(&c) => c,
-                _ => {
-                    let ports = service_ports(&service, &its_slices, node).into_iter().map(Arc::new).collect();
-                    Computed { service, slices: its_slices, ports }
-                }
-            };
-            ports.extend(entry.ports.iter().cloned());
-            computed.insert(key, entry);
-        }
-        self.by_service = computed;
-        ports.sort_by_cached_key(|p| p.id());
-        ports
+        changes
+    }
+
+    /// Every port, for a full sync.
+    fn all(&self) -> Vec<Arc<ServicePort>> {
+        self.by_service.values().flatten().cloned().collect()
     }
 }

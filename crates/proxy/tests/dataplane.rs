@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
-use skiff_proxy::ruleset::{Ruleset, RulesetConfig};
-use skiff_proxy::{conntrack, nft};
+use skiff_proxy::ruleset::{Container, Data, ElementChange, Key, Ruleset, RulesetConfig};
+use skiff_proxy::{conntrack, netlink, nft};
 
 /// A network namespace, deleted on drop.
 struct Netns(String);
@@ -214,7 +214,7 @@ fn cluster_ips_reach_ready_pods_and_refuse_fast_otherwise() {
         service("empty", "10.43.0.11", 80, &[]),
         service("only-pod1", "10.43.0.12", 80, &[POD_IPS[1]]),
     ];
-    let script = Ruleset::new(&config(), services, None).full_script();
+    let script = Ruleset::new(&config(), services).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
 
     // From the node: both pods answer the ClusterIP, randomly.
@@ -269,7 +269,7 @@ fn node_ports_load_balancers_and_external_ips_from_outside_and_from_localhost() 
     balanced.localhost = true;
     let mut empty = service("empty", "10.43.0.22", 80, &[]);
     empty.node_port = Some(30082);
-    let script = Ruleset::new(&config(), vec![node_port, balanced, empty], None).full_script();
+    let script = Ruleset::new(&config(), vec![node_port, balanced, empty]).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
 
     // From outside: the NodePort on the node's address (both pods), the load balancer's address and NodePort.
@@ -314,11 +314,29 @@ fn listing(node: &Netns) -> Vec<String> {
     lines
 }
 
+/// A listing with endpoint slot numbers, offsets and endpoint map names blanked out.
+fn without_slots(listing: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = listing
+        .iter()
+        .map(|line| {
+            let line = line.split(" offset ").next().unwrap_or(line);
+            let line = line.split(" map @endpoints-").next().unwrap_or(line);
+            match line.split_once(" : ") {
+                Some((slot, rest)) if slot.chars().all(|c| c.is_ascii_digit()) => format!("_ : {rest}"),
+                _ if line.starts_with("map endpoints-") => "map endpoints-_ {".to_string(),
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[test]
 fn incremental_updates_follow_endpoints_and_leave_the_table_a_full_sync_would_write() {
     let node = Node::new("i");
     let apply = |node: &Node, script: String| node.node.run(move || nft::apply(&script)).expect("the update applies");
-    let mut applied = Ruleset::new(&config(), vec![service("web", "10.43.0.30", 80, &[POD_IPS[0]])], None);
+    let mut applied = Ruleset::new(&config(), vec![service("web", "10.43.0.30", 80, &[POD_IPS[0]])]);
     apply(&node, applied.full_script());
     assert_eq!(node.node.run(|| fetch("10.43.0.30:80", None)), Ok("pod0".to_string()));
 
@@ -332,11 +350,11 @@ fn incremental_updates_follow_endpoints_and_leave_the_table_a_full_sync_would_wr
     ];
     let mut answers = Vec::new();
     for ports in steps {
-        let desired = Ruleset::new(&config(), ports.clone(), Some(&applied));
-        let script = desired.update_script(&applied).expect("every step changes something");
+        let update = applied.plan_to(ports.clone());
+        let script = update.script().expect("every step changes something");
         assert!(!script.contains("table"), "an update, not a replacement: {script}");
         apply(&node, script);
-        applied = desired;
+        applied.commit(update);
         answers.push(node.node.run(|| {
             // 20 connections, unless the first fails (a dropped address costs the connect timeout each time).
             let first = fetch("10.43.0.30:80", None);
@@ -345,10 +363,14 @@ fn incremental_updates_follow_endpoints_and_leave_the_table_a_full_sync_would_wr
                 std::iter::once(first).chain((0..more).map(|_| fetch("10.43.0.30:80", None))).collect();
             (spread, fetch("10.43.0.31:80", None), fetch("10.43.0.32:80", None))
         }));
-        // What the updates built is what a full sync of the same services builds.
+        // What the updates built is what a full sync of the mirror builds, and what it would build from scratch
+        // up to which endpoint slots each Service was given.
         let incremental = listing(&node.node);
-        apply(&node, Ruleset::new(&config(), ports, None).full_script());
+        apply(&node, applied.full_script());
         assert_eq!(incremental, listing(&node.node));
+        apply(&node, Ruleset::new(&config(), ports).full_script());
+        assert_eq!(without_slots(&incremental), without_slots(&listing(&node.node)));
+        apply(&node, applied.full_script());
     }
     let pods = |names: &[&str]| names.iter().map(|n| Ok(n.to_string())).collect::<std::collections::BTreeSet<_>>();
     assert_eq!(answers[0].0, pods(&["pod0", "pod1"]), "the new endpoint takes traffic");
@@ -385,7 +407,7 @@ fn session_affinity_and_traffic_policies() {
     let mut internal_elsewhere = on_port(service("internal-elsewhere", "10.43.0.45", 80, &POD_IPS), 8081, 0);
     internal_elsewhere.internal_local = true;
     let ports = vec![sticky, cluster, local, elsewhere, internal, internal_elsewhere];
-    let script = Ruleset::new(&config(), ports, None).full_script();
+    let script = Ruleset::new(&config(), ports).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
     let many = |to: &'static str, n: usize| -> std::collections::BTreeSet<Result<String, ErrorKind>> {
         (0..n).map(|_| fetch(to, None)).collect()
@@ -442,6 +464,63 @@ fn ask(socket: &UdpSocket, to: &str) -> Result<String, ErrorKind> {
 }
 
 #[test]
+fn element_only_updates_go_over_netlink_and_leave_the_table_a_full_sync_would_write() {
+    let node = Node::new("n");
+    let table = config().table;
+    let web = |endpoint: &str, node_port: u16, external: &[&str]| {
+        let mut web = service("web", "10.43.0.30", 80, &[endpoint]);
+        web.node_port = Some(node_port);
+        web.external_ips = external.iter().filter_map(|ip| ip.parse().ok()).collect();
+        vec![web]
+    };
+    let mut applied = Ruleset::new(&config(), web(POD_IPS[0], 30080, &[]));
+    let script = applied.full_script();
+    node.node.run(move || nft::apply(&script)).expect("the table applies");
+    assert_eq!(node.node.run(|| fetch("10.43.0.30:80", None)), Ok("pod0".to_string()));
+    let steps = [
+        // The endpoint replaced: its slot in the endpoint map and its hairpin pair.
+        web(POD_IPS[1], 30080, &[]),
+        // The NodePort moves (a verdict map element), and an external IP comes (another).
+        web(POD_IPS[1], 30081, &["192.168.77.100"]),
+    ];
+    for ports in steps {
+        let update = applied.plan_to(ports.clone());
+        let changes = update.element_changes().expect("only elements change");
+        let (batch, acks) = netlink::encode(&table, &changes);
+        node.node.run(move || netlink::send_batch(&batch, acks)).expect("the kernel takes the batch");
+        applied.commit(update);
+        let over_netlink = listing(&node.node);
+        let script = applied.full_script();
+        node.node.run(move || nft::apply(&script)).expect("the full table applies");
+        assert_eq!(over_netlink, listing(&node.node));
+        drop(ports);
+    }
+    assert_eq!(node.node.run(|| fetch("10.43.0.30:80", None)), Ok("pod1".to_string()), "the new endpoint answers");
+
+    // A drop verdict, and a batch the kernel refuses: deleting what is not there fails it all.
+    let drop = Data::Drop;
+    let changes = [ElementChange {
+        set: Container::Shared("no-endpoint-nodeports"),
+        add: true,
+        key: Key::NodePort(Protocol::Tcp, 30099),
+        data: Some(&drop),
+    }];
+    let (batch, acks) = netlink::encode(&table, &changes);
+    node.node.run(move || netlink::send_batch(&batch, acks)).expect("a drop element");
+    assert!(listing(&node.node).contains(&"tcp . 30099 : drop".to_string()), "{:?}", listing(&node.node));
+    let before = listing(&node.node);
+    let ip = "10.42.0.9".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let changes = [
+        ElementChange { set: Container::Shared("hairpin-endpoints"), add: true, key: Key::Pair(ip, ip), data: None },
+        ElementChange { set: Container::Shared("cluster-ips"), add: false, key: Key::Address(ip), data: None },
+    ];
+    let (batch, acks) = netlink::encode(&table, &changes);
+    let refused = node.node.run(move || netlink::send_batch(&batch, acks));
+    assert_eq!(refused.map_err(|e| e.kind()), Err(ErrorKind::NotFound));
+    assert_eq!(listing(&node.node), before, "nothing of a refused batch applies");
+}
+
+#[test]
 fn udp_clients_follow_their_endpoint_when_conntrack_is_cleaned_and_tcp_shares_the_port() {
     let node = Node::new("u");
     let apply = |node: &Node, script: String| node.node.run(move || nft::apply(&script)).expect("the rules apply");
@@ -452,7 +531,7 @@ fn udp_clients_follow_their_endpoint_when_conntrack_is_cleaned_and_tcp_shares_th
         tcp.port_name = "dns-tcp".into();
         vec![udp, tcp]
     };
-    let mut applied = Ruleset::new(&config(), dns(&[]), None);
+    let mut applied = Ruleset::new(&config(), dns(&[]));
     apply(&node, applied.full_script());
     // One client socket throughout: the same 5-tuple, as a resolver reusing its port.
     let client = node.node.run(|| UdpSocket::bind("10.42.0.1:0").expect("a client socket"));
@@ -467,10 +546,10 @@ fn udp_clients_follow_their_endpoint_when_conntrack_is_cleaned_and_tcp_shares_th
 
     // The first endpoint: the cleanup forgets what conntrack remembered of the rejected flow.
     let mut step = |node: &Node, endpoints: &[&str], clean: bool| {
-        let desired = Ruleset::new(&config(), dns(endpoints), Some(&applied));
-        apply(node, desired.update_script(&applied).expect("a change"));
-        let stale = conntrack::stale_udp_flows(&applied, &desired);
-        applied = desired;
+        let update = applied.plan_to(dns(endpoints));
+        apply(node, update.script().expect("a change"));
+        let stale = conntrack::stale_udp_flows(update.port_changes(&applied));
+        applied.commit(update);
         let started = Instant::now();
         if clean {
             assert_eq!(node.node.run(move || conntrack::delete(&stale)), 0, "every conntrack filter runs");
