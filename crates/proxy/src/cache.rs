@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::runtime::watcher;
 
 use crate::model::{ServicePort, service_ports};
@@ -21,12 +23,22 @@ pub type ServiceKey = (String, String);
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// An object the proxy caches: which Service it belongs to, and how to slim it.
-pub trait Routed: Sized {
+pub trait Routed: kube::Resource<DynamicType = ()> + Sized {
     /// The Service this object belongs to; `None`: not routed.
     fn service(&self) -> Option<ServiceKey>;
     /// Drops what routing never reads.
     fn slim(&mut self);
-    fn namespaced_name(&self) -> ServiceKey;
+
+    fn namespaced_name(&self) -> ServiceKey {
+        (self.namespace().unwrap_or_default(), self.name_any())
+    }
+}
+
+/// Drops the metadata routing never reads (the owning Service is taken from the labels before this).
+fn slim_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
 }
 
 impl Routed for Service {
@@ -35,35 +47,23 @@ impl Routed for Service {
     }
 
     fn slim(&mut self) {
-        self.metadata.managed_fields = None;
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
-    }
-
-    fn namespaced_name(&self) -> ServiceKey {
-        (self.metadata.namespace.clone().unwrap_or_default(), self.metadata.name.clone().unwrap_or_default())
+        slim_metadata(&mut self.metadata);
     }
 }
 
 impl Routed for EndpointSlice {
     fn service(&self) -> Option<ServiceKey> {
-        let name = self.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-        Some((self.metadata.namespace.clone().unwrap_or_default(), name.clone()))
+        let name = self.labels().get(SERVICE_NAME_LABEL)?;
+        Some((self.namespace().unwrap_or_default(), name.clone()))
     }
 
     fn slim(&mut self) {
-        self.metadata.managed_fields = None;
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
+        slim_metadata(&mut self.metadata);
         for endpoint in &mut self.endpoints {
             endpoint.target_ref = None;
             endpoint.hints = None;
             endpoint.deprecated_topology = None;
         }
-    }
-
-    fn namespaced_name(&self) -> ServiceKey {
-        (self.metadata.namespace.clone().unwrap_or_default(), self.metadata.name.clone().unwrap_or_default())
     }
 }
 

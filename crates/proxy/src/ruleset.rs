@@ -212,7 +212,6 @@ struct Element {
 /// A set a service port owns (session affinity's clients, which the kernel fills), with its declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Set {
-    kind: &'static str,
     name: String,
     definition: String,
 }
@@ -494,7 +493,7 @@ impl Ruleset {
         }
         skeleton(&mut out, &self.config);
         for set in self.ports.values().flat_map(|p| &p.sets) {
-            let _ = writeln!(out, "  {} {} {{\n    {}\n  }}", set.kind, set.name, set.definition);
+            let _ = writeln!(out, "  set {} {{\n    {}\n  }}", set.name, set.definition);
         }
         for chain in self.ports.values().flat_map(|p| &p.chains) {
             let _ = writeln!(out, "  chain {} {{", chain.name);
@@ -572,7 +571,7 @@ impl Update {
         // is deleted only once nothing jumps to it any more.
         let mut out = String::new();
         for set in &self.new_sets {
-            let _ = writeln!(out, "add {} inet {t} {} {{ {} }}", set.kind, set.name, set.definition);
+            let _ = writeln!(out, "add set inet {t} {} {{ {} }}", set.name, set.definition);
         }
         for chain in &self.new_chains {
             let _ = writeln!(out, "add chain inet {t} {}", chain.name);
@@ -599,7 +598,7 @@ impl Update {
             let _ = writeln!(out, "delete chain inet {t} {}", chain.name);
         }
         for set in &self.stale_sets {
-            let _ = writeln!(out, "delete {} inet {t} {}", set.kind, set.name);
+            let _ = writeln!(out, "delete set inet {t} {}", set.name);
         }
         Some(out)
     }
@@ -612,7 +611,7 @@ impl Update {
             match before.get(name) {
                 None => self.new_sets.push((*set).clone()),
                 // A set's declaration cannot change in place; this is rare enough to replace the table.
-                Some(was) if was.definition != set.definition || was.kind != set.kind => self.replace = true,
+                Some(was) if was.definition != set.definition => self.replace = true,
                 Some(_) => {}
             }
         }
@@ -780,7 +779,6 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn
         if let Some(timeout) = port.affinity_timeout {
             chains.push(endpoint_chain_rules(&port, endpoint));
             sets.push(Set {
-                kind: "set",
                 name: affinity_set(&port, endpoint),
                 definition: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
             });

@@ -484,7 +484,7 @@ fn element_only_updates_go_over_netlink_and_leave_the_table_a_full_sync_would_wr
         web(POD_IPS[1], 30081, &["192.168.77.100"]),
     ];
     for ports in steps {
-        let update = applied.plan_to(ports.clone());
+        let update = applied.plan_to(ports);
         let changes = update.element_changes().expect("only elements change");
         let (batch, acks) = netlink::encode(&table, &changes);
         node.node.run(move || netlink::send_batch(&batch, acks)).expect("the kernel takes the batch");
@@ -493,7 +493,6 @@ fn element_only_updates_go_over_netlink_and_leave_the_table_a_full_sync_would_wr
         let script = applied.full_script();
         node.node.run(move || nft::apply(&script)).expect("the full table applies");
         assert_eq!(over_netlink, listing(&node.node));
-        drop(ports);
     }
     assert_eq!(node.node.run(|| fetch("10.43.0.30:80", None)), Ok("pod1".to_string()), "the new endpoint answers");
 
