@@ -80,6 +80,8 @@ pub struct ProxySample {
     pub handshake_cluster_ip_ms: Vec<f64>,
     pub handshake_direct_ms: Vec<f64>,
     pub agent_rss_kib: u64,
+    /// After the endpoint changes.
+    pub agent_rss_after_changes_kib: u64,
     pub agent_peak_rss_kib: u64,
     /// Per alternating run: (direct, ClusterIP).
     pub wrk: Vec<(probe::Wrk, probe::Wrk)>,
@@ -236,6 +238,7 @@ async fn drive(
         // Far enough apart that no two changes share a sync.
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+    let agent_rss_after_changes_kib = agent.rss_kib()?;
 
     // First packets: handshakes through random ClusterIPs, then straight to random endpoint addresses.
     let picks: Vec<usize> = (0..settings.handshakes).map(|_| rng.random_range(0..n)).collect();
@@ -260,6 +263,7 @@ async fn drive(
         handshake_cluster_ip_ms,
         handshake_direct_ms,
         agent_rss_kib,
+        agent_rss_after_changes_kib,
         agent_peak_rss_kib: agent.peak_rss_kib()?,
         wrk,
         ..Default::default()
@@ -280,6 +284,8 @@ async fn throughput_runs(
         "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {
             "terminationGracePeriodSeconds": 1,
+            // Thousands of Services would be thousands of environment variables, past what exec takes.
+            "enableServiceLinks": false,
             "containers": [{
                 "name": "netexec",
                 "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",

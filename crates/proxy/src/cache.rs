@@ -2,19 +2,19 @@
 //! Service they belong to, and the keys of the Services whose view changed since the sync loop last looked. A sync
 //! then recomputes those Services only, so its cost follows the change and not the cluster. A watch that restarts
 //! (a relist) marks every Service it knew of and every one it now knows of, since objects deleted while it was away
-//! send no event. Objects are kept slimmed to what routing reads (no managed fields, annotations or target
-//! references), which at 10,000 Services is most of their size.
+//! send no event. Objects are kept as records of what routing reads (a Service's ports without endpoints, a
+//! slice's ports and usable endpoints), made as each event arrives: whole objects at 10,000 Services × 10
+//! endpoints are over a hundred megabytes, the records a tenth of that.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use crate::model::{ServicePort, service_ports};
+use crate::model::{ServicePort, SliceEndpoints, service_templates};
 
 /// A Service's namespace and name.
 pub type ServiceKey = (String, String);
@@ -22,64 +22,64 @@ pub type ServiceKey = (String, String);
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// An object the proxy caches: which Service it belongs to, and how to slim it.
+/// An object the proxy caches: which Service it belongs to, and the record of it that routing reads.
 pub trait Routed: kube::Resource<DynamicType = ()> + Sized {
+    /// What the cache keeps of the object.
+    type Record;
     /// The Service this object belongs to; `None`: not routed.
     fn service(&self) -> Option<ServiceKey>;
-    /// Drops what routing never reads.
-    fn slim(&mut self);
+    /// What routing reads of the object, as seen from `node`.
+    fn record(&self, node: &str) -> Self::Record;
 
     fn namespaced_name(&self) -> ServiceKey {
         (self.namespace().unwrap_or_default(), self.name_any())
     }
 }
 
-/// Drops the metadata routing never reads (the owning Service is taken from the labels before this).
-fn slim_metadata(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.labels = None;
-}
-
 impl Routed for Service {
+    /// The Service's ports without endpoints.
+    type Record = Vec<ServicePort>;
+
     fn service(&self) -> Option<ServiceKey> {
         Some(self.namespaced_name())
     }
 
-    fn slim(&mut self) {
-        slim_metadata(&mut self.metadata);
+    fn record(&self, _node: &str) -> Vec<ServicePort> {
+        service_templates(self)
     }
 }
 
 impl Routed for EndpointSlice {
+    type Record = SliceEndpoints;
+
     fn service(&self) -> Option<ServiceKey> {
         let name = self.labels().get(SERVICE_NAME_LABEL)?;
         Some((self.namespace().unwrap_or_default(), name.clone()))
     }
 
-    fn slim(&mut self) {
-        slim_metadata(&mut self.metadata);
-        for endpoint in &mut self.endpoints {
-            endpoint.target_ref = None;
-            endpoint.hints = None;
-            endpoint.deprecated_topology = None;
-        }
+    fn record(&self, node: &str) -> SliceEndpoints {
+        SliceEndpoints::new(self, node)
     }
 }
 
-/// The objects of one kind, by the Service they belong to.
-struct Objects<K> {
+/// An object as the cache takes it in: its name, its Service, its record.
+type Entry<R> = (ServiceKey, Option<ServiceKey>, R);
+
+/// The records of one kind, by the Service they belong to.
+struct Objects<K: Routed> {
     /// Object → its Service.
     service_of: HashMap<ServiceKey, ServiceKey>,
-    /// Service → its objects, by name.
-    by_service: HashMap<ServiceKey, BTreeMap<String, Arc<K>>>,
-    /// A relist in progress: what it has listed so far.
-    relisting: Option<Vec<K>>,
+    /// Service → its objects' records, sorted by object name (a Service has one or a few: a map's nodes would
+    /// be most of the size).
+    by_service: HashMap<ServiceKey, Vec<(String, K::Record)>>,
+    /// A relist in progress: what it has listed so far (as records: a whole list of objects at 10,000 Services
+    /// is hundreds of megabytes).
+    relisting: Option<Vec<Entry<K::Record>>>,
     /// Whether a first list has completed.
     synced: bool,
 }
 
-impl<K> Default for Objects<K> {
+impl<K: Routed> Default for Objects<K> {
     fn default() -> Self {
         Objects { service_of: HashMap::new(), by_service: HashMap::new(), relisting: None, synced: false }
     }
@@ -89,7 +89,7 @@ impl<K: Routed> Objects<K> {
     fn remove(&mut self, object: &ServiceKey, dirty: &mut HashSet<ServiceKey>) {
         if let Some(service) = self.service_of.remove(object) {
             if let Some(objects) = self.by_service.get_mut(&service) {
-                objects.remove(&object.1);
+                objects.retain(|(name, _)| *name != object.1);
                 if objects.is_empty() {
                     self.by_service.remove(&service);
                 }
@@ -98,43 +98,46 @@ impl<K: Routed> Objects<K> {
         }
     }
 
-    fn apply(&mut self, mut object: K, dirty: &mut HashSet<ServiceKey>) {
-        let name = object.namespaced_name();
+    fn apply(&mut self, (name, service, record): Entry<K::Record>, dirty: &mut HashSet<ServiceKey>) {
         self.remove(&name, dirty);
-        if let Some(service) = object.service() {
-            object.slim();
-            self.by_service.entry(service.clone()).or_default().insert(name.1.clone(), Arc::new(object));
+        if let Some(service) = service {
+            let objects = self.by_service.entry(service.clone()).or_default();
+            let at = objects.partition_point(|(other, _)| *other < name.1);
+            objects.insert(at, (name.1.clone(), record));
+            objects.shrink_to_fit();
             self.service_of.insert(name, service.clone());
             dirty.insert(service);
         }
     }
 
-    fn event(&mut self, event: watcher::Event<K>, dirty: &mut HashSet<ServiceKey>) {
+    fn event(&mut self, event: watcher::Event<K>, node: &str, dirty: &mut HashSet<ServiceKey>) {
+        let entry = |object: &K| (object.namespaced_name(), object.service(), object.record(node));
         match event {
-            watcher::Event::Apply(object) => self.apply(object, dirty),
+            watcher::Event::Apply(object) => self.apply(entry(&object), dirty),
             watcher::Event::Delete(object) => self.remove(&object.namespaced_name(), dirty),
             watcher::Event::Init => self.relisting = Some(Vec::new()),
-            watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().push(object),
+            watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().push(entry(&object)),
             watcher::Event::InitDone => {
                 dirty.extend(self.by_service.keys().cloned());
                 self.service_of.clear();
                 self.by_service.clear();
-                for object in self.relisting.take().unwrap_or_default() {
-                    self.apply(object, dirty);
+                for entry in self.relisting.take().unwrap_or_default() {
+                    self.apply(entry, dirty);
                 }
                 self.synced = true;
             }
         }
     }
 
-    fn of(&self, service: &ServiceKey) -> impl Iterator<Item = &Arc<K>> {
-        self.by_service.get(service).into_iter().flat_map(BTreeMap::values)
+    fn of(&self, service: &ServiceKey) -> impl Iterator<Item = &K::Record> {
+        self.by_service.get(service).into_iter().flatten().map(|(_, record)| record)
     }
 }
 
-/// Services and EndpointSlices, and the Services changed since the last [`Caches::take_changed`].
-#[derive(Default)]
+/// Services and EndpointSlices as one node routes them, and the Services changed since the last
+/// [`Caches::take_changed`].
 pub struct Caches {
+    node: String,
     services: Objects<Service>,
     slices: Objects<EndpointSlice>,
     dirty: HashSet<ServiceKey>,
@@ -144,14 +147,19 @@ pub struct Caches {
 pub type SharedCaches = Arc<Mutex<Caches>>;
 
 impl Caches {
+    /// Empty caches for the proxy of the node named `node`.
+    pub fn new(node: impl Into<String>) -> Caches {
+        Caches { node: node.into(), services: Objects::default(), slices: Objects::default(), dirty: HashSet::new() }
+    }
+
     /// Takes in a Service watch event.
     pub fn service_event(&mut self, event: watcher::Event<Service>) {
-        self.services.event(event, &mut self.dirty);
+        self.services.event(event, &self.node, &mut self.dirty);
     }
 
     /// Takes in an EndpointSlice watch event.
     pub fn slice_event(&mut self, event: watcher::Event<EndpointSlice>) {
-        self.slices.event(event, &mut self.dirty);
+        self.slices.event(event, &self.node, &mut self.dirty);
     }
 
     /// Whether both kinds have been listed once.
@@ -164,11 +172,11 @@ impl Caches {
         if self.synced() { std::mem::take(&mut self.dirty) } else { HashSet::new() }
     }
 
-    /// The routed service ports of one Service as seen from `node`; none when it is gone or not routed.
-    pub fn service_ports(&self, service: &ServiceKey, node: &str) -> Vec<ServicePort> {
-        let Some(object) = self.services.of(service).next() else { return Vec::new() };
-        let slices: Vec<&EndpointSlice> = self.slices.of(service).map(|s| &**s).collect();
-        service_ports(object, &slices, node)
+    /// The routed service ports of one Service with their endpoints; none when it is gone or not routed.
+    pub fn service_ports(&self, service: &ServiceKey) -> Vec<ServicePort> {
+        let Some(templates) = self.services.of(service).next() else { return Vec::new() };
+        let slices: Vec<&SliceEndpoints> = self.slices.of(service).collect();
+        templates.iter().map(|template| template.with_endpoints(&slices)).collect()
     }
 }
 
@@ -215,7 +223,7 @@ mod tests {
     }
 
     fn endpoints(caches: &Caches, name: &str) -> Vec<String> {
-        let ports = caches.service_ports(&key(name), "node");
+        let ports = caches.service_ports(&key(name));
         ports.iter().flat_map(|p| &p.endpoints).map(|e| e.ip.to_string()).collect()
     }
 
@@ -234,7 +242,7 @@ mod tests {
 
     #[test]
     fn changes_mark_only_the_services_they_touch() {
-        let mut caches = Caches::default();
+        let mut caches = Caches::new("node");
         caches.service_event(watcher::Event::Init);
         caches.service_event(watcher::Event::InitApply(service("web")));
         caches.service_event(watcher::Event::InitDone);
@@ -254,18 +262,18 @@ mod tests {
 
         caches.service_event(watcher::Event::Delete(service("web")));
         assert_eq!(caches.take_changed(), [key("web")].into());
-        assert!(caches.service_ports(&key("web"), "node").is_empty());
+        assert!(caches.service_ports(&key("web")).is_empty());
     }
 
     #[test]
     fn a_relist_marks_what_went_while_the_watch_was_away() {
-        let mut caches = Caches::default();
+        let mut caches = Caches::new("node");
         listed(&mut caches, vec![service("web"), service("api")], vec![slice("web-1", "web", "10.42.0.2")]);
         caches.take_changed();
         // "api" was deleted while the watch was down: only the relist can tell.
         listed(&mut caches, vec![service("web")], vec![slice("web-1", "web", "10.42.0.2")]);
         assert_eq!(caches.take_changed(), [key("web"), key("api")].into());
-        assert!(caches.service_ports(&key("api"), "node").is_empty());
+        assert!(caches.service_ports(&key("api")).is_empty());
         assert_eq!(endpoints(&caches, "web"), ["10.42.0.2"]);
     }
 }

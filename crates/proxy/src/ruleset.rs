@@ -14,9 +14,11 @@
 //! reaching itself (hairpin: a DNATed connection whose source and destination are one endpoint, looked up in a
 //! set of `endpoint . endpoint` pairs at postrouting).
 //!
-//! A [`Ruleset`] is the table as data — the fixed skeleton, per service port the chains and sets it owns, and
-//! every port's claims on elements of the shared maps — and the proxy keeps one as the mirror of the kernel's
-//! table. [`Ruleset::full_script`] writes all of it as one table replacement. [`Ruleset::plan`] takes the service
+//! A [`Ruleset`] is the table as data — the fixed skeleton, every service port with its slot blocks, how many
+//! ports want each shared set element, and every port's claims on shared map elements — and the proxy keeps one
+//! as the mirror of the kernel's table. A port's chains, sets and elements are a function of the port and its
+//! blocks, computed again when a sync needs them instead of kept: at 10,000 Services kept rules were most of the
+//! proxy's memory. [`Ruleset::full_script`] writes all of it as one table replacement. [`Ruleset::plan`] takes the service
 //! ports that changed and works out, in time proportional to them and not to the table, the [`Update`] that
 //! brings the kernel there: new sets and chains, chains whose rules changed (flushed and refilled), elements
 //! removed and added (a replaced endpoint is just that), stale chains flushed then deleted and stale sets deleted
@@ -219,27 +221,100 @@ struct Set {
 /// What one service port puts in the table: the chains and sets it owns and its elements in the shared maps.
 #[derive(Debug, PartialEq, Eq)]
 struct PortRules {
-    id: Arc<str>,
-    port: Arc<ServicePort>,
     chains: Vec<Chain>,
     sets: Vec<Set>,
     elements: Vec<Element>,
-    /// Each balancing chain's block of endpoint slots.
-    blocks: Vec<(String, u32)>,
+    blocks: Blocks,
 }
 
-/// A shared element claimed by a service port: (container, key, the port's id).
+/// A service port's balancing chains (those that DNAT through the shared endpoint maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Balancer {
+    /// Over every endpoint.
+    Cluster,
+    /// Over this node's endpoints.
+    Local,
+}
+
+/// Each balancing chain's block of endpoint slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Blocks {
+    cluster: Option<u32>,
+    local: Option<u32>,
+}
+
+impl Blocks {
+    fn get(&self, balancer: Balancer) -> Option<u32> {
+        match balancer {
+            Balancer::Cluster => self.cluster,
+            Balancer::Local => self.local,
+        }
+    }
+
+    fn set(&mut self, balancer: Balancer, block: u32) {
+        match balancer {
+            Balancer::Cluster => self.cluster = Some(block),
+            Balancer::Local => self.local = Some(block),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> {
+        self.cluster.into_iter().chain(self.local)
+    }
+}
+
+/// What the mirror keeps of a service port: the port and its blocks. Its rules are a function of those
+/// ([`port_rules`]), computed again when a sync needs them rather than kept: at 10,000 Services they would be
+/// most of the proxy's memory.
+#[derive(Debug, PartialEq, Eq)]
+struct Placed {
+    id: Arc<str>,
+    port: Arc<ServicePort>,
+    blocks: Blocks,
+    /// How many chains its rules have.
+    chains: usize,
+}
+
+/// A shared map element claimed by a service port: (container, key, the port's id).
 type Claim = (Container, Key, Arc<str>);
+
+/// An endpoint slot's data before and after an update.
+type SlotChange<'a> = (Option<&'a Data>, Option<&'a Data>);
+
+/// How the mirror tracks who put an element in the kernel, by where it lives.
+enum Tracking {
+    /// An endpoint map slot: only the port holding the slot's block writes it.
+    Owned,
+    /// A set element (no data): there while any port wants it.
+    Counted,
+    /// A shared map element: several ports may want one key with different data (two LoadBalancers on one
+    /// port want `127.0.0.1 . tcp . 80`); the kernel holds the first claim by port id.
+    Claimed,
+}
+
+impl Element {
+    fn tracking(&self) -> Tracking {
+        match (self.container, &self.data) {
+            (Container::Endpoints(..), _) => Tracking::Owned,
+            (_, None) => Tracking::Counted,
+            (_, Some(_)) => Tracking::Claimed,
+        }
+    }
+}
 
 /// The table as data. IPv4 only for now: IPv6 cluster IPs are skipped.
 #[derive(Debug, Clone)]
 pub struct Ruleset {
     config: RulesetConfig,
     /// By service port id.
-    ports: BTreeMap<String, Arc<PortRules>>,
-    /// Every port's claim on a shared element. Two ports claiming one key: the kernel holds the first claim by
-    /// port id.
-    claims: BTreeMap<Claim, Option<Data>>,
+    ports: BTreeMap<String, Arc<Placed>>,
+    /// How many chains the ports' rules have.
+    chains: usize,
+    /// Every port's claim on a shared map element. Two ports claiming one key: the kernel holds the first claim
+    /// by port id.
+    claims: BTreeMap<Claim, Data>,
+    /// How many ports want each set element.
+    wanted: BTreeMap<(Container, Key), u32>,
     /// How many shared elements the kernel holds.
     elements: usize,
     /// Endpoint slot blocks given back, and the lowest never given out.
@@ -265,7 +340,9 @@ pub struct Update {
     replace: bool,
     ports: Vec<PortUpdate>,
     /// Claims withdrawn (`None`) and made.
-    claims: Vec<(Claim, Option<Option<Data>>)>,
+    claims: Vec<(Claim, Option<Data>)>,
+    /// How many more (or fewer) ports want these set elements.
+    wanted: Vec<((Container, Key), i64)>,
     new_sets: Vec<Set>,
     new_chains: Vec<Chain>,
     refills: Vec<Chain>,
@@ -277,6 +354,8 @@ pub struct Update {
     /// Endpoint slot blocks taken (from the free ones, or new) and given back.
     taken_blocks: Vec<u32>,
     given_back: Vec<u32>,
+    /// How many chains the changed ports had, and have.
+    chains: (usize, usize),
 }
 
 /// A service port's new state in an [`Update`].
@@ -285,7 +364,7 @@ struct PortUpdate {
     id: String,
     /// `None`: removed.
     port: Option<Arc<ServicePort>>,
-    rules: Option<Arc<PortRules>>,
+    placed: Option<Arc<Placed>>,
 }
 
 /// A change of one set or map's elements, for writers that do not go through `nft` text.
@@ -312,7 +391,9 @@ impl Ruleset {
         Ruleset {
             config: config.clone(),
             ports: BTreeMap::new(),
+            chains: 0,
             claims: BTreeMap::new(),
+            wanted: BTreeMap::new(),
             elements: 0,
             free_blocks: BTreeSet::new(),
             next_block: 0,
@@ -331,7 +412,7 @@ impl Ruleset {
 
     /// How many service ports, chains (the proxy's own, besides the fixed skeleton) and shared-map elements.
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.ports.len(), self.ports.values().map(|p| p.chains.len()).sum(), self.elements)
+        (self.ports.len(), self.chains, self.elements)
     }
 
     /// The changes that turn this ruleset into the one for `ports` (every port compared: the full-sync path).
@@ -367,14 +448,15 @@ impl Ruleset {
             };
         }
         let mut update = Update { table: self.config.table.clone(), ..Update::default() };
-        let mut claims: BTreeMap<Claim, Option<Option<Data>>> = BTreeMap::new();
+        let mut claims: BTreeMap<Claim, Option<Data>> = BTreeMap::new();
+        let mut wanted: BTreeMap<(Container, Key), i64> = BTreeMap::new();
         // Blocks given back here are free only once the update is in: the kernel still holds their slots.
         let mut free = self.free_blocks.iter().copied();
         let mut next_block = self.next_block;
         for (id, port) in by_id {
             let old = self.ports.get(&id);
-            let mut block_of = |chain: &str| {
-                let kept = old.and_then(|o| o.blocks.iter().find(|(c, _)| c == chain)).map(|(_, b)| *b);
+            let mut block_of = |balancer: Balancer| {
+                let kept = old.and_then(|o| o.blocks.get(balancer));
                 kept.unwrap_or_else(|| {
                     let block = free.next().unwrap_or_else(|| {
                         next_block += 1;
@@ -386,21 +468,49 @@ impl Ruleset {
             };
             let new = match (&port, old) {
                 (Some(port), Some(old)) if Arc::ptr_eq(&old.port, port) || old.port == *port => continue,
-                (Some(port), _) => Some(Arc::new(port_rules(&self.config, port.clone(), &mut block_of))),
+                (Some(port), _) => Some(port_rules(&self.config, port, &mut block_of)),
                 (None, None) => continue,
                 (None, Some(_)) => None,
             };
-            let kept_blocks = |b: &(String, u32)| new.as_ref().is_some_and(|n| n.blocks.contains(b));
-            update.given_back.extend(old.iter().flat_map(|o| &o.blocks).filter(|b| !kept_blocks(b)).map(|(_, b)| *b));
+            let old_rules = old.map(|o| self.rules_of(o));
+            let new_blocks: Vec<u32> = new.iter().flat_map(|n| n.blocks.iter()).collect();
+            update.given_back.extend(old.iter().flat_map(|o| o.blocks.iter()).filter(|b| !new_blocks.contains(b)));
+            update.chains.0 += old_rules.as_ref().map_or(0, |o| o.chains.len());
+            update.chains.1 += new.as_ref().map_or(0, |n| n.chains.len());
             let owner = old.map_or_else(|| Arc::from(id.as_str()), |o| o.id.clone());
-            for element in old.iter().flat_map(|o| &o.elements) {
-                claims.insert((element.container, element.key, owner.clone()), None);
+            // Slot → (its data before, after).
+            let mut owned: BTreeMap<(Container, Key), SlotChange<'_>> = BTreeMap::new();
+            let old_elements = old_rules.iter().flat_map(|o| &o.elements).map(|e| (e, false));
+            for (element, is_new) in old_elements.chain(new.iter().flat_map(|n| &n.elements).map(|e| (e, true))) {
+                let at = (element.container, element.key);
+                match (element.tracking(), &element.data) {
+                    (Tracking::Owned, data) => {
+                        let (was, will) = owned.entry(at).or_default();
+                        *if is_new { will } else { was } = data.as_ref();
+                    }
+                    (Tracking::Counted, _) => *wanted.entry(at).or_default() += if is_new { 1 } else { -1 },
+                    (Tracking::Claimed, data) => {
+                        claims.insert((at.0, at.1, owner.clone()), data.clone().filter(|_| is_new));
+                    }
+                }
             }
-            for element in new.iter().flat_map(|n| &n.elements) {
-                claims.insert((element.container, element.key, owner.clone()), Some(element.data.clone()));
+            // A slot's owner is the only writer: its old and new data are the whole story.
+            for ((container, key), (was, will)) in owned {
+                if was == will {
+                    continue;
+                }
+                if was.is_some() {
+                    update.removed.entry(container).or_default().push(key);
+                }
+                if let Some(data) = will {
+                    update.added.entry(container).or_default().push((key, Some(data.clone())));
+                }
             }
-            update.diff_port(old.map(|o| &**o), new.as_deref());
-            update.ports.push(PortUpdate { id, port, rules: new });
+            update.diff_port(old_rules.as_ref(), new.as_ref());
+            let placed = port.as_ref().zip(new.as_ref()).map(|(port, new)| {
+                Arc::new(Placed { id: owner.clone(), port: port.clone(), blocks: new.blocks, chains: new.chains.len() })
+            });
+            update.ports.push(PortUpdate { id, port, placed });
         }
         // The kernel holds each key's first claim by port id: compare that before and after the changed claims.
         let lowest: Arc<str> = Arc::from("");
@@ -426,25 +536,49 @@ impl Ruleset {
                 update.removed.entry(container).or_default().push(key);
             }
             if let Some(data) = after {
-                update.added.entry(container).or_default().push((key, data.clone()));
+                update.added.entry(container).or_default().push((key, Some(data.clone())));
             }
         }
+        // A set element is in the kernel while any port wants it.
+        for ((container, key), delta) in &wanted {
+            let before = i64::from(self.wanted.get(&(*container, *key)).copied().unwrap_or(0));
+            match (before > 0, before + delta > 0) {
+                (true, false) => update.removed.entry(*container).or_default().push(*key),
+                (false, true) => update.added.entry(*container).or_default().push((*key, None)),
+                _ => {}
+            }
+        }
+        for keys in update.removed.values_mut() {
+            keys.sort();
+        }
+        for elements in update.added.values_mut() {
+            elements.sort();
+        }
         update.claims = claims.into_iter().collect();
+        update.wanted = wanted.into_iter().filter(|(_, delta)| *delta != 0).collect();
         update
     }
 
     /// Takes in an update the kernel has applied (or, with a full sync, is about to get in full).
     pub fn commit(&mut self, update: Update) {
-        for PortUpdate { id, rules, .. } in update.ports {
-            match rules {
-                Some(rules) => self.ports.insert(id, rules),
+        for PortUpdate { id, placed, .. } in update.ports {
+            match placed {
+                Some(placed) => self.ports.insert(id, placed),
                 None => self.ports.remove(&id),
             };
         }
+        self.chains = (self.chains + update.chains.1).saturating_sub(update.chains.0);
         for (claim, data) in update.claims {
             match data {
                 Some(data) => self.claims.insert(claim, data),
                 None => self.claims.remove(&claim),
+            };
+        }
+        for (element, delta) in update.wanted {
+            let count = i64::from(self.wanted.get(&element).copied().unwrap_or(0)) + delta;
+            match u32::try_from(count) {
+                Ok(count) if count > 0 => self.wanted.insert(element, count),
+                _ => self.wanted.remove(&element),
             };
         }
         for block in update.taken_blocks {
@@ -457,15 +591,15 @@ impl Ruleset {
         self.elements = (self.elements + added).saturating_sub(removed);
     }
 
-    /// The shared elements the kernel holds, in order: each key's first claim.
-    fn held_elements(&self) -> impl Iterator<Item = (Container, &Key, Option<&Data>)> {
+    /// The shared map elements the kernel holds, in order: each key's first claim.
+    fn held_claims(&self) -> impl Iterator<Item = (Container, &Key, &Data)> {
         let mut last: Option<(Container, Key)> = None;
         self.claims.iter().filter_map(move |((container, key, _), data)| {
             if last == Some((*container, *key)) {
                 return None;
             }
             last = Some((*container, *key));
-            Some((*container, key, data.as_ref()))
+            Some((*container, key, data))
         })
     }
 
@@ -475,9 +609,32 @@ impl Ruleset {
         let t = &self.config.table;
         // Creating then deleting makes the script valid whether or not the table exists; it all commits at once.
         let _ = writeln!(out, "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
-        let mut shared: BTreeMap<Container, Vec<String>> = BTreeMap::new();
-        for (container, key, data) in self.held_elements() {
-            shared.entry(container).or_default().push(element_text(key, data));
+        let mut elements: BTreeMap<Container, Vec<(Key, Option<Data>)>> = BTreeMap::new();
+        for (container, key, data) in self.held_claims() {
+            elements.entry(container).or_default().push((*key, Some(data.clone())));
+        }
+        for (container, key) in self.wanted.keys() {
+            elements.entry(*container).or_default().push((*key, None));
+        }
+        // Sets before the chains that use them.
+        let (mut sets, mut chains) = (String::new(), String::new());
+        for placed in self.ports.values() {
+            let rules = self.rules_of(placed);
+            for element in rules.elements {
+                if let Tracking::Owned = element.tracking() {
+                    elements.entry(element.container).or_default().push((element.key, element.data));
+                }
+            }
+            for set in &rules.sets {
+                let _ = writeln!(sets, "  set {} {{\n    {}\n  }}", set.name, set.definition);
+            }
+            for chain in &rules.chains {
+                let _ = writeln!(chains, "  chain {} {{", chain.name);
+                for rule in &chain.rules {
+                    let _ = writeln!(chains, "    {rule}");
+                }
+                chains.push_str("  }\n");
+            }
         }
         let fixed = SHARED.map(|(kind, name, type_)| (kind, Container::Shared(name), format!("type {type_}")));
         let endpoint_maps = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].into_iter().flat_map(|protocol| {
@@ -486,24 +643,25 @@ impl Ruleset {
         });
         for (kind, container, type_) in fixed.into_iter().chain(endpoint_maps) {
             let _ = write!(out, "  {kind} {container} {{\n    {type_};\n");
-            if let Some(elements) = shared.get(&container) {
-                let _ = writeln!(out, "    elements = {{\n      {}\n    }}", elements.join(",\n      "));
+            if let Some(elements) = elements.get_mut(&container) {
+                elements.sort();
+                let texts: Vec<String> = elements.iter().map(|(key, data)| element_text(key, data.as_ref())).collect();
+                let _ = writeln!(out, "    elements = {{\n      {}\n    }}", texts.join(",\n      "));
             }
             out.push_str("  }\n");
         }
         skeleton(&mut out, &self.config);
-        for set in self.ports.values().flat_map(|p| &p.sets) {
-            let _ = writeln!(out, "  set {} {{\n    {}\n  }}", set.name, set.definition);
-        }
-        for chain in self.ports.values().flat_map(|p| &p.chains) {
-            let _ = writeln!(out, "  chain {} {{", chain.name);
-            for rule in &chain.rules {
-                let _ = writeln!(out, "    {rule}");
-            }
-            out.push_str("  }\n");
-        }
+        out.push_str(&sets);
+        out.push_str(&chains);
         out.push_str("}\n");
         out
+    }
+
+    /// The rules of a port the mirror holds.
+    fn rules_of(&self, placed: &Placed) -> PortRules {
+        // A block the port does not hold means the rules no longer come out as they were computed; that cannot
+        // happen (they are a function of the port and its blocks), and an out-of-range block would show it.
+        port_rules(&self.config, &placed.port, &mut |balancer| placed.blocks.get(balancer).unwrap_or(u32::MAX))
     }
 }
 
@@ -675,14 +833,14 @@ fn skeleton(out: &mut String, config: &RulesetConfig) {
 /// the external chain, which masquerades and goes to every endpoint, or with `externalTrafficPolicy: Local` keeps
 /// the client's address and goes to this node's endpoints (pods and the node itself still reach every endpoint,
 /// as upstream short-circuits them).
-fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn FnMut(&str) -> u32) -> PortRules {
+fn port_rules(config: &RulesetConfig, port: &ServicePort, block_of: &mut dyn FnMut(Balancer) -> u32) -> PortRules {
     let ips = ipv4(&port.cluster_ips);
     let proto = port.protocol.as_str();
     let protocol = port.protocol;
     let local = port.local_endpoints();
-    let cluster_chain = service_chain(&port);
-    let local_chain = local_chain(&port);
-    let external = Data::Goto(external_chain(&port));
+    let cluster_chain = service_chain(port);
+    let local_chain = local_chain(port);
+    let external = Data::Goto(external_chain(port));
     // An empty `ips` means an IPv6-only Service: nothing to route yet.
     let has_endpoints = !port.endpoints.is_empty() && !ips.is_empty();
     let has_local = has_endpoints && !local.is_empty();
@@ -721,7 +879,7 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn
 
     let mut chains = Vec::new();
     let mut sets = Vec::new();
-    let mut blocks = Vec::new();
+    let mut blocks = Blocks::default();
     // The cluster chain serves internal traffic under the Cluster policy, and every external client: directly,
     // or as the short-circuit for pods and the node under `externalTrafficPolicy: Local`.
     let cluster_used = has_endpoints && (!port.internal_local || port.is_external());
@@ -737,15 +895,19 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn
         .collect();
     if cluster_used {
         let off_cluster = if port.internal_local { &[][..] } else { &masquerade_off_cluster[..] };
-        let block = port.affinity_timeout.is_none().then(|| block_of(&cluster_chain));
-        chains.push(balancing_chain(cluster_chain.clone(), off_cluster, &port, &port.endpoints, block, &mut elements));
-        blocks.extend(block.map(|b| (cluster_chain.clone(), b)));
+        let block = port.affinity_timeout.is_none().then(|| block_of(Balancer::Cluster));
+        chains.push(balancing_chain(cluster_chain.clone(), off_cluster, port, &port.endpoints, block, &mut elements));
+        if let Some(block) = block {
+            blocks.set(Balancer::Cluster, block);
+        }
     }
     if local_used {
         let off_cluster = if port.internal_local { &masquerade_off_cluster[..] } else { &[][..] };
-        let block = port.affinity_timeout.is_none().then(|| block_of(&local_chain));
-        chains.push(balancing_chain(local_chain.clone(), off_cluster, &port, &local, block, &mut elements));
-        blocks.extend(block.map(|b| (local_chain.clone(), b)));
+        let block = port.affinity_timeout.is_none().then(|| block_of(Balancer::Local));
+        chains.push(balancing_chain(local_chain.clone(), off_cluster, port, &local, block, &mut elements));
+        if let Some(block) = block {
+            blocks.set(Balancer::Local, block);
+        }
     }
     if external_ok && port.is_external() {
         let rules = if port.external_local {
@@ -759,7 +921,7 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn
             // From outside the cluster (or from the node's localhost): masqueraded, so replies come back here.
             vec!["jump mark-for-masquerade".into(), format!("goto {cluster_chain}")]
         };
-        chains.push(Chain { name: external_chain(&port), rules });
+        chains.push(Chain { name: external_chain(port), rules });
     }
     let routed: &[Endpoint] = if cluster_used {
         &port.endpoints
@@ -777,14 +939,14 @@ fn port_rules(config: &RulesetConfig, port: Arc<ServicePort>, block_of: &mut dyn
             });
         }
         if let Some(timeout) = port.affinity_timeout {
-            chains.push(endpoint_chain_rules(&port, endpoint));
+            chains.push(endpoint_chain_rules(port, endpoint));
             sets.push(Set {
-                name: affinity_set(&port, endpoint),
+                name: affinity_set(port, endpoint),
                 definition: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
             });
         }
     }
-    PortRules { id: port.id().into(), port, chains, sets, elements, blocks }
+    PortRules { chains, sets, elements, blocks }
 }
 
 /// A chain that spreads new connections over `endpoints` at random. Without session affinity it DNATs through
@@ -1113,6 +1275,13 @@ mod tests {
         applied.commit(update);
         assert_eq!(held(&applied), format!("127.0.0.1 . tcp . 80 : goto {}", external_chain(&b)));
         assert_eq!(applied.counts().2, 5);
+        // The last port DNATing to 10.42.0.2 takes its hairpin pair with it.
+        let update = applied.plan(vec![Change::Removed(b.id())]);
+        let script = update.script().unwrap_or_default();
+        assert!(script.contains("delete element inet skiff hairpin-endpoints { 10.42.0.2 . 10.42.0.2 }"), "{script}");
+        applied.commit(update);
+        assert_eq!(applied.counts().2, 0);
+        assert_eq!(applied.full_script(), Ruleset::empty(&config()).full_script());
     }
 
     #[test]

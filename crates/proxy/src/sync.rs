@@ -39,7 +39,7 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
     let changed = Arc::new(Notify::new());
     // Trigger times of the endpoint changes not yet programmed (older than this start: not ours to measure).
     let triggers: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
-    let caches: SharedCaches = Arc::default();
+    let caches: SharedCaches = Arc::new(Mutex::new(Caches::new(node.clone())));
     let pending = triggers.clone();
     watch::<Service>(Api::all(client.clone()), caches.clone(), changed.clone(), stop.clone(), |caches, event| {
         caches.service_event(event);
@@ -68,7 +68,7 @@ pub async fn run(client: kube::Client, config: RulesetConfig, node: String, stop
     let mut wanted = Desired::default();
     loop {
         let batch: Vec<Timestamp> = std::mem::take(&mut *triggers.lock().unwrap_or_else(PoisonError::into_inner));
-        let changes = wanted.changes(&caches, &node);
+        let changes = wanted.changes(&caches);
         let update = if full { applied.plan_to(wanted.all()) } else { applied.plan(changes) };
         // Flows a cleanup must forget once this applies; not at start, where nothing is known of before.
         let stale = if first { Default::default() } else { conntrack::stale_udp_flows(update.port_changes(&applied)) };
@@ -190,13 +190,13 @@ struct Desired {
 
 impl Desired {
     /// Recomputes the changed Services' ports; returns the ports that differ from before.
-    fn changes(&mut self, caches: &SharedCaches, node: &str) -> Vec<Change> {
+    fn changes(&mut self, caches: &SharedCaches) -> Vec<Change> {
         let mut caches = cache::lock(caches);
         let mut changes = Vec::new();
         for key in caches.take_changed() {
             let before = self.by_service.remove(&key).unwrap_or_default();
             let mut after = Vec::new();
-            for port in caches.service_ports(&key, node) {
+            for port in caches.service_ports(&key) {
                 match before.iter().find(|b| ***b == port) {
                     Some(same) => after.push(same.clone()),
                     None => {
