@@ -1,0 +1,70 @@
+//! The DNS server's Prometheus metrics, under CoreDNS's names where it has one, registered once per process in
+//! [`skiff_metrics`].
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use skiff_metrics::prometheus_client::metrics::counter::Counter;
+use skiff_metrics::prometheus_client::metrics::family::Family;
+use skiff_metrics::prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Label pairs.
+type Labels = Vec<(String, String)>;
+
+#[derive(Clone)]
+pub struct Metrics {
+    /// Questions by record type.
+    pub requests: Family<Labels, Counter>,
+    /// Answers by response code.
+    pub responses: Family<Labels, Counter>,
+    /// From a question's arrival until its answer was sent.
+    pub duration: Histogram,
+    /// Questions the cluster zone answered from memory.
+    pub from_zone: Counter,
+    /// Questions (and ExternalName targets) sent upstream.
+    pub forwarded: Counter,
+}
+
+impl Metrics {
+    /// The process's DNS metrics, registered on first use.
+    pub fn get() -> Metrics {
+        static METRICS: OnceLock<Metrics> = OnceLock::new();
+        METRICS
+            .get_or_init(|| {
+                let m = Metrics {
+                    requests: Family::default(),
+                    responses: Family::default(),
+                    // 25 µs to ~3 s, doubling.
+                    duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 18)),
+                    from_zone: Counter::default(),
+                    forwarded: Counter::default(),
+                };
+                use skiff_metrics::register;
+                register("coredns_dns_requests", "DNS questions, by record type.", m.requests.clone());
+                register("coredns_dns_responses", "DNS answers, by response code.", m.responses.clone());
+                register(
+                    "coredns_dns_request_duration_seconds",
+                    "From a DNS question's arrival until its answer was sent, in seconds.",
+                    m.duration.clone(),
+                );
+                register(
+                    "skiff_dns_zone_answers",
+                    "DNS questions the cluster zone answered from memory.",
+                    m.from_zone.clone(),
+                );
+                register("skiff_dns_forwarded", "DNS questions forwarded upstream.", m.forwarded.clone());
+                m
+            })
+            .clone()
+    }
+
+    /// Counts one answered question.
+    pub fn answered(&self, qtype: Option<RecordType>, code: ResponseCode, took: Duration) {
+        let qtype = qtype.map_or_else(|| "other".to_string(), |t| t.to_string());
+        self.requests.get_or_create(&vec![("type".into(), qtype)]).inc();
+        self.responses.get_or_create(&vec![("rcode".into(), code.to_str().to_string())]).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+}

@@ -1,0 +1,190 @@
+//! The DNS server on loopback, asked with `dig`: cluster names from the zone, other names through a stub
+//! upstream the test runs itself (nothing leaves loopback), truncation with a retry over TCP, and a dead
+//! upstream answered with SERVFAIL quickly.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use skiff_dns::forward::Forwarder;
+use skiff_dns::server::{Handler, serve};
+use skiff_dns::zone::{EndpointInfo, NamedPort, ServiceInfo, ServiceKind, SliceInfo, Zone, ZoneConfig};
+
+/// An upstream that knows `*.example.test` (A 192.0.2.10) except names starting with `missing`.
+struct Upstream;
+
+#[async_trait::async_trait]
+impl RequestHandler for Upstream {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut handle: R) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        let builder = MessageResponseBuilder::new(&request.queries, None);
+        let Ok(info) = request.request_info() else {
+            return ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() });
+        };
+        let name = Name::from(info.query.name().clone());
+        let text = name.to_ascii();
+        let record = Record::from_rdata(name, 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 10))));
+        let answers: Vec<Record> = if text.ends_with("example.test.")
+            && !text.starts_with("missing")
+            && info.query.query_type() == RecordType::A
+        {
+            vec![record]
+        } else {
+            metadata.response_code = ResponseCode::NXDomain;
+            Vec::new()
+        };
+        let response = builder.build(metadata, answers.iter(), [], [], []);
+        handle.send_response(response).await.unwrap_or_else(|_| {
+            ResponseInfo::from(Header {
+                metadata: Metadata::response_from_request(&request.metadata),
+                counts: HeaderCounts::default(),
+            })
+        })
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn zone() -> Zone {
+    let mut zone = Zone::new(ZoneConfig::default());
+    let http = vec![NamedPort { name: "http".into(), protocol: "tcp".into(), port: 80 }];
+    zone.set_service(
+        ("default".into(), "numbers-api".into()),
+        Some(ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")]),
+            ports: http.clone(),
+            publish_not_ready: false,
+        }),
+    );
+    zone.set_service(
+        ("default".into(), "legacy".into()),
+        Some(ServiceInfo {
+            kind: ServiceKind::ExternalName("api.example.test".into()),
+            ports: Vec::new(),
+            publish_not_ready: false,
+        }),
+    );
+    zone.set_service(
+        ("default".into(), "many".into()),
+        Some(ServiceInfo { kind: ServiceKind::Headless, ports: http, publish_not_ready: false }),
+    );
+    let endpoints = (1..=100)
+        .map(|i| EndpointInfo { ips: vec![ip(&format!("10.42.1.{i}"))], hostname: None, ready: true })
+        .collect();
+    zone.set_slice(
+        ("default".into(), "many-1".into()),
+        Some((("default".into(), "many".into()), SliceInfo { ports: Vec::new(), endpoints })),
+    );
+    zone
+}
+
+/// Runs `dig` against `port` with `args`; its whole output.
+fn dig(port: u16, args: &[&str]) -> String {
+    let output =
+        Command::new("dig").args(["@127.0.0.1", "-p", &port.to_string(), "+time=5", "+tries=1"]).args(args).output();
+    output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+fn short(port: u16, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["+short"];
+    all.extend(args);
+    dig(port, &all).lines().map(str::to_string).collect()
+}
+
+async fn start(upstreams: &[SocketAddr]) -> (Server<Handler>, u16) {
+    let port = free_port();
+    let forwarder = Forwarder::new(upstreams).ok();
+    let handler = Handler::new(Arc::new(RwLock::new(zone())), forwarder);
+    let server = serve(SocketAddr::from(([127, 0, 0, 1], port)), handler).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_names_from_memory_and_the_rest_from_upstream() {
+    let upstream_port = free_port();
+    let upstream_at = SocketAddr::from(([127, 0, 0, 1], upstream_port));
+    let mut upstream = Server::new(Upstream);
+    upstream.register_socket(tokio::net::UdpSocket::bind(upstream_at).await.unwrap_or_else(|e| panic!("bind: {e}")));
+    let (mut server, port) = start(&[upstream_at]).await;
+
+    let answers = tokio::task::spawn_blocking(move || {
+        let a = short(port, &["numbers-api.default.svc.cluster.local", "A"]);
+        let upper = short(port, &["NUMBERS-API.Default.SVC.cluster.local", "A"]);
+        let srv = short(port, &["_http._tcp.numbers-api.default.svc.cluster.local", "SRV"]);
+        let ptr = short(port, &["-x", "10.43.0.20"]);
+        let nx = dig(port, &["nothing.default.svc.cluster.local", "A"]);
+        let search_miss = dig(port, &["example.com.default.svc.cluster.local", "A"]);
+        let external = short(port, &["legacy.default.svc.cluster.local", "A"]);
+        let outside = short(port, &["www.example.test", "A"]);
+        let outside_nx = dig(port, &["missing.example.test", "A"]);
+        let version = short(port, &["dns-version.cluster.local", "TXT"]);
+        (a, upper, srv, ptr, nx, search_miss, external, outside, outside_nx, version)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("dig: {e}"));
+    let (a, upper, srv, ptr, nx, search_miss, external, outside, outside_nx, version) = answers;
+    assert_eq!(a, ["10.43.0.20"]);
+    assert_eq!(upper, ["10.43.0.20"], "names are case-insensitive");
+    assert_eq!(srv, ["0 100 80 numbers-api.default.svc.cluster.local."]);
+    assert_eq!(ptr, ["numbers-api.default.svc.cluster.local."]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("flags: qr aa rd ra"), "{nx}");
+    assert!(nx.contains("IN\tSOA\tns.dns.cluster.local. hostmaster.cluster.local."), "SOA for negative caching: {nx}");
+    assert!(search_miss.contains("status: NXDOMAIN"), "a search-path miss is the zone's: {search_miss}");
+    assert_eq!(external, ["api.example.test.", "192.0.2.10"], "the CNAME, then its target chased upstream");
+    assert_eq!(outside, ["192.0.2.10"]);
+    assert!(outside_nx.contains("status: NXDOMAIN"), "{outside_nx}");
+    assert_eq!(version, ["\"1.1.0\""]);
+    let _ = server.shutdown_gracefully().await;
+    let _ = upstream.shutdown_gracefully().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_is_truncated_over_udp_and_complete_over_tcp() {
+    let (mut server, port) = start(&[]).await;
+    let (udp, fallback, tcp) = tokio::task::spawn_blocking(move || {
+        let name = "many.default.svc.cluster.local";
+        (
+            dig(port, &["+ignore", "+noedns", name, "A"]),
+            short(port, &["+noedns", name, "A"]),
+            short(port, &["+tcp", name, "A"]),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert!(udp.contains(" tc "), "100 addresses do not fit in 512 bytes: {udp}");
+    assert_eq!(fallback.len(), 100, "dig retried over TCP and got all of them");
+    assert_eq!(tcp.len(), 100);
+    let _ = server.shutdown_gracefully().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_is_servfail_without_hanging() {
+    // Nothing listens on this loopback port.
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (mut server, port) = start(&[dead]).await;
+    let (took, reply, cluster) = tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        let reply = dig(port, &["www.example.test", "A"]);
+        (began.elapsed(), reply, short(port, &["numbers-api.default.svc.cluster.local", "A"]))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert!(reply.contains("status: SERVFAIL"), "{reply}");
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
+    assert_eq!(cluster, ["10.43.0.20"], "cluster names do not depend on upstream");
+    let _ = server.shutdown_gracefully().await;
+}
