@@ -3,6 +3,7 @@
 //! reference plugins (`skiff-cni`), runs their containers as supervised processes in the pods' namespaces
 //! (`skiff-runtime`, images from `skiff-images`), probes them ([`probes`]), and reports pod status ([`pods`]). [`pod_files`] and
 //! [`environment`] build what a container sees: its resolv.conf, hosts and hostname, and its environment.
+//! Every agent also runs the node's Service proxy (`skiff-proxy`) and cluster DNS server ([`dns`], `skiff-dns`).
 //!
 //! Data flow: pods bound to this node (a watch with `spec.nodeName`) → per pod: sandbox (netns + CNI ADD) →
 //! containers (start / restart with backoff / stop) → status patch. State lives under `<data-dir>/agent/`, so an
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
+pub mod dns;
 pub mod environment;
 pub mod events;
 pub mod node;
@@ -52,6 +54,9 @@ pub struct AgentConfig {
     pub cluster_cidr: Ipv4Net,
     /// The Service virtual IP range.
     pub service_cidr: Ipv4Net,
+    /// The node's resolver configuration (kubelet's `--resolv-conf`): pods with `dnsPolicy: Default` get it, and
+    /// the cluster DNS forwards names outside the cluster to its name servers.
+    pub resolv_conf: PathBuf,
 }
 
 fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
@@ -100,6 +105,14 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     };
     let proxy =
         tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, config.node_name.clone(), shutdown.clone()));
+    let resolv_conf = std::fs::read_to_string(&config.resolv_conf).unwrap_or_default();
+    let node_dns = dns::NodeDns {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip,
+        domain: config.cluster_domain.clone(),
+        upstreams: skiff_dns::forward::resolv_conf_servers(&resolv_conf),
+    };
+    let dns = tokio::spawn(dns::run(client.clone(), node_dns, shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
     let tls = skiff_streams::tls::serving_config_from_dir(
         &config.tls_dir,
@@ -115,7 +128,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     std::fs::write(config.dir.join("pod-cidr"), subnet.to_string())?;
     let cni = skiff_cni::Cni::new(network(&config.dir, subnet))?;
     cni.verify_plugins().await?;
-    let resolver = pod_files::Resolver::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let resolver = pod_files::Resolver::parse(&resolv_conf);
     let catalog = skiff_images::Catalog::load(config.dir.join("images.yaml"))?.with_exe(config.shim_exe.clone());
     let rt = Arc::new(pods::PodRuntime::new(
         client,
@@ -131,6 +144,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     let result = pods::run(rt, shutdown.clone()).await;
     let _ = heartbeat.await;
     let _ = proxy.await;
+    let _ = dns.await;
     streams.shutdown().await;
     result
 }

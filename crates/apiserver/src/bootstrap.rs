@@ -1,7 +1,8 @@
 //! What a fresh cluster has before anyone writes to it, kept that way while the server runs: the namespaces
 //! `default`, `kube-system`, `kube-public` and `kube-node-lease`, and the `kubernetes` Service in `default` on the
-//! first Service IP, with Endpoints and an EndpointSlice pointing at this API server. Deleting the Service
-//! (`kubectl delete svc --all`) brings it back within moments, as upstream's master endpoint reconciler does.
+//! first Service IP, with Endpoints and an EndpointSlice pointing at this API server (deleting it, `kubectl delete
+//! svc --all`, brings it back within moments, as upstream's master endpoint reconciler does), and the cluster DNS
+//! Service `kube-system/kube-dns` on `--cluster-dns` (created at start when missing).
 //!
 //! Also the store's housekeeping: compaction of history older than the configured window.
 
@@ -159,7 +160,37 @@ pub async fn run(state: &State) -> Result<(), ApiError> {
     if changed > 0 {
         tracing::info!(changed, "repaired service address allocations");
     }
-    ensure_kubernetes_service(state).await
+    ensure_kubernetes_service(state).await?;
+    ensure_dns_service(state).await
+}
+
+/// The cluster DNS Service, `kube-system/kube-dns` on `--cluster-dns`, with upstream's labels and ports. It has
+/// no selector: every node agent serves DNS itself and publishes its own endpoint, and `internalTrafficPolicy:
+/// Local` keeps each node's pods on their own node's server. Created when missing at start, as k3s re-applies
+/// its CoreDNS manifest; an address already taken by another Service is logged, and the start goes on.
+async fn ensure_dns_service(state: &State) -> Result<(), ApiError> {
+    let config = &state.config;
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": config.cluster_dns.to_string(),
+            "internalTrafficPolicy": "Local",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153},
+            ],
+        },
+    });
+    if let Err(e) = ensure(state, rt("", "services")?, Some("kube-system"), service).await {
+        tracing::warn!(error = %e, address = %config.cluster_dns, "the cluster DNS Service could not be created");
+    }
+    Ok(())
 }
 
 /// Background keepers: the `kubernetes` Service (re-created at once when deleted) and history compaction.

@@ -35,13 +35,27 @@ pub struct DnsConfig {
     pub upstreams: Vec<SocketAddr>,
 }
 
-/// Serves cluster DNS until `stop`: watches the cluster, and once Services and EndpointSlices are listed (so that
-/// no name is wrongly NXDOMAIN) answers at `config.listen`.
-pub async fn run(client: kube::Client, config: DnsConfig, stop: CancellationToken) -> std::io::Result<()> {
+/// Cluster DNS being served.
+pub struct Dns {
+    server: hickory_server::Server<server::Handler>,
+    stop: CancellationToken,
+}
+
+impl Dns {
+    /// Waits for the stop signal, then shuts the listeners down.
+    pub async fn wait(mut self) {
+        self.stop.cancelled().await;
+        let _ = self.server.shutdown_gracefully().await;
+    }
+}
+
+/// Starts cluster DNS: watches the cluster, and once Services and EndpointSlices are listed (so that no name is
+/// wrongly NXDOMAIN) listens at `config.listen`. `None`: `stop` fired first.
+pub async fn start(client: kube::Client, config: DnsConfig, stop: CancellationToken) -> std::io::Result<Option<Dns>> {
     let zone = Arc::new(RwLock::new(zone::Zone::new(config.zone.clone())));
     let mut synced = watch::start(client, zone.clone(), stop.clone());
     tokio::select! {
-        _ = stop.cancelled() => return Ok(()),
+        _ = stop.cancelled() => return Ok(None),
         _ = synced.wait_for(|s| *s) => {}
     }
     let forwarder = if config.upstreams.is_empty() {
@@ -49,9 +63,7 @@ pub async fn run(client: kube::Client, config: DnsConfig, stop: CancellationToke
     } else {
         Some(forward::Forwarder::new(&config.upstreams).map_err(std::io::Error::other)?)
     };
-    let mut server = server::serve(config.listen, server::Handler::new(zone, forwarder)).await?;
-    tracing::info!(listen = %config.listen, domain = %config.zone.domain, "cluster DNS serving");
-    stop.cancelled().await;
-    let _ = server.shutdown_gracefully().await;
-    Ok(())
+    let server = server::serve(config.listen, server::Handler::new(zone, forwarder)).await?;
+    tracing::info!(listen = %config.listen, domain = %config.zone.domain, upstreams = ?config.upstreams, "cluster DNS serving");
+    Ok(Some(Dns { server, stop }))
 }

@@ -96,6 +96,10 @@ struct AgentArgs {
     /// The cluster DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The node's resolver configuration: pods with `dnsPolicy: Default` get it, and the cluster DNS forwards
+    /// names outside the cluster to its name servers (kubelet's --resolv-conf).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// The port of the streaming server (logs, exec, port-forward).
     #[arg(long, default_value_t = 10250)]
     agent_port: u16,
@@ -133,6 +137,10 @@ struct ServerArgs {
     /// The cluster DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The node's resolver configuration: pods with `dnsPolicy: Default` get it, and the cluster DNS forwards
+    /// names outside the cluster to its name servers (kubelet's --resolv-conf).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// NodePort range, `FIRST-LAST`.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
@@ -308,10 +316,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let client = client_for(&server.kubeconfig).await.context("a client for the node agent")?;
         let agent_config = AgentSettings {
             node_name: args.node_name.clone(),
-            node_ip: server.state.config.advertise_address,
+            node_ip: args.node_ip.unwrap_or(server.state.config.advertise_address),
             dir: args.data_dir.join("agent"),
             cluster_dns: args.cluster_dns,
             cluster_domain: server.state.config.cluster_domain.clone(),
+            resolv_conf: args.resolv_conf.clone(),
             agent_port: 10250,
             control_plane: true,
             tls_dir: args.data_dir.join("tls"),
@@ -352,6 +361,7 @@ struct AgentSettings {
     dir: PathBuf,
     cluster_dns: IpAddr,
     cluster_domain: String,
+    resolv_conf: PathBuf,
     agent_port: u16,
     control_plane: bool,
     tls_dir: PathBuf,
@@ -371,6 +381,7 @@ impl AgentSettings {
             dir: self.dir,
             cluster_dns: self.cluster_dns.to_string(),
             cluster_domain: self.cluster_domain,
+            resolv_conf: self.resolv_conf,
             agent_port: self.agent_port,
             control_plane: self.control_plane,
             shim_exe: std::env::current_exe().context("locating the skiff binary")?,
@@ -397,6 +408,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         dir: args.data_dir.unwrap_or_else(|| args.server_data_dir.join("agent")),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
+        resolv_conf: args.resolv_conf,
         agent_port: args.agent_port,
         control_plane: false,
         tls_dir,

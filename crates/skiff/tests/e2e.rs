@@ -9,6 +9,7 @@ mod e2e {
     mod apply;
     mod controllers;
     mod controllers_process;
+    mod dns;
     mod durability;
     mod errors;
     mod etcd;

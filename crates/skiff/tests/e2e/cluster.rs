@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The node's address in a node cluster's network namespace.
+pub const NODE_IP: &str = "10.99.0.1";
+
 pub struct Cluster {
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -60,11 +63,44 @@ impl Cluster {
                 .status()
                 .is_ok_and(|s| s.success());
         assert!(ok, "creating network namespace {name} (tests need root)");
+        // The node's own address (on lo: this kernel has no dummy links), what a node's network card would carry:
+        // a 127.0.0.0/8 address cannot be a Service endpoint, and the node's DNS server listens there.
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &name, "ip", "addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+        }
+        assert!(ok, "giving {name} its node address");
+        // No upstream resolvers: nothing a test resolves may leave the namespace.
+        std::fs::write(dir.path().join("resolv.conf"), "# e2e: no upstream resolvers\n").expect("resolv.conf");
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         extra.retain(|a| a != "--disable-agent");
+        let resolv_conf = dir.path().join("resolv.conf").to_string_lossy().into_owned();
+        extra.extend(
+            ["--node-ip", NODE_IP, "--advertise-address", "127.0.0.1", "--resolv-conf", &resolv_conf].map(String::from),
+        );
         let mut cluster = Self { dir, child: None, port: 16443, extra, netns: Some(name) };
         cluster.launch();
         cluster
+    }
+
+    /// The seeds' chapter 3 pair, ready: the numbers-api Deployment behind its Service, and the sleep-1 client
+    /// Deployment. Returns the Service's ClusterIP.
+    pub fn numbers_api_and_sleep(&self) -> String {
+        self.ok(&[
+            "apply",
+            "-f",
+            &example("ch03/numbers/api.yaml"),
+            "-f",
+            &example("ch03/numbers/api-service.yaml"),
+            "-f",
+            &example("ch03/sleep/sleep1.yaml"),
+        ]);
+        self.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=numbers-api", "--timeout=60s"]);
+        self.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
+        self.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"])
     }
 
     /// Runs a command inside the node's network namespace (or on the host when there is none).

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::cluster::{Cluster, eventually, example};
+use super::cluster::{Cluster, eventually};
 
 fn curl_from_sleep(c: &Cluster, url: &str) -> std::process::Output {
     c.kubectl(&["exec", "deploy/sleep-1", "--", "curl", "-s", "-m", "3", url])
@@ -21,18 +21,7 @@ fn assert_refused(c: &Cluster, url: &str) {
 #[test]
 fn cluster_ips_route_to_ready_pods() {
     let c = Cluster::start_node(&[]);
-    c.ok(&[
-        "apply",
-        "-f",
-        &example("ch03/numbers/api.yaml"),
-        "-f",
-        &example("ch03/numbers/api-service.yaml"),
-        "-f",
-        &example("ch03/sleep/sleep1.yaml"),
-    ]);
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=numbers-api", "--timeout=60s"]);
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
-    let cluster_ip = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_ip = c.numbers_api_and_sleep();
     assert!(cluster_ip.starts_with("10.43."), "{cluster_ip}");
 
     // Pod → ClusterIP → the numbers-api pod.
