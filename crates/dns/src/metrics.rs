@@ -42,19 +42,19 @@ impl Metrics {
                     forwarded: Counter::default(),
                 };
                 use skiff_metrics::register;
-                register("coredns_dns_requests", "DNS questions, by record type.", m.requests.clone());
-                register("coredns_dns_responses", "DNS answers, by response code.", m.responses.clone());
+                register("coredns_dns_requests", "DNS questions, by record type", m.requests.clone());
+                register("coredns_dns_responses", "DNS answers, by response code", m.responses.clone());
                 register(
                     "coredns_dns_request_duration_seconds",
-                    "From a DNS question's arrival until its answer was sent, in seconds.",
+                    "From a DNS question's arrival until its answer was sent, in seconds",
                     m.duration.clone(),
                 );
                 register(
                     "skiff_dns_zone_answers",
-                    "DNS questions the cluster zone answered from memory.",
+                    "DNS questions the cluster zone answered from memory",
                     m.from_zone.clone(),
                 );
-                register("skiff_dns_forwarded", "DNS questions forwarded upstream.", m.forwarded.clone());
+                register("skiff_dns_forwarded", "DNS questions forwarded upstream", m.forwarded.clone());
                 m
             })
             .clone()
@@ -64,7 +64,20 @@ impl Metrics {
     pub fn answered(&self, qtype: Option<RecordType>, code: ResponseCode, took: Duration) {
         let qtype = qtype.map_or_else(|| "other".to_string(), |t| t.to_string());
         self.requests.get_or_create(&vec![("type".into(), qtype)]).inc();
-        self.responses.get_or_create(&vec![("rcode".into(), code.to_str().to_string())]).inc();
+        self.responses.get_or_create(&vec![("rcode".into(), rcode_label(code))]).inc();
         self.duration.observe(took.as_secs_f64());
+    }
+}
+
+/// A response code as DNS tools and CoreDNS write it (`NOERROR`, `NXDOMAIN`).
+fn rcode_label(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => u16::from(other).to_string(),
     }
 }

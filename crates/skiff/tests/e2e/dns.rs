@@ -54,6 +54,9 @@ fn pods_find_services_by_name() {
     // (The bare name's last try goes upstream, which this node has none of: only the cluster name is certain.)
     let missing = nslookup(&c, "no-such-service.default.svc.cluster.local");
     assert!(missing.contains("NXDOMAIN"), "{missing}");
+    // Conformance "DNS for the cluster": the API's own Service by a partial name.
+    let api = nslookup(&c, "kubernetes.default");
+    assert!(api.contains("Address: 10.43.0.1"), "{api}");
 
     // A new Service resolves as soon as it exists; a deleted one stops.
     c.ok(&["create", "service", "clusterip", "fresh", "--tcp=8080:8080"]);
@@ -92,6 +95,27 @@ fn pods_find_services_by_name() {
         let answer = dig(&c, &["+short", "numbers-headless.default.svc.cluster.local"]);
         (answer.trim() == pod_ip).then_some(())
     });
+    // A pod with a hostname and the headless Service as its subdomain has its own name under the Service.
+    let named = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: api-0\n  labels:\n    app: numbers-api\nspec:\n  \
+                 hostname: api-0\n  subdomain: numbers-headless\n  containers:\n  - name: api\n    image: \
+                 kiamol/ch03-numbers-api\n";
+    std::fs::write(manifest.path(), named).expect("write the manifest");
+    c.ok(&["apply", "-f", &manifest.path().to_string_lossy()]);
+    c.ok(&["wait", "--for=condition=Ready", "pod/api-0", "--timeout=60s"]);
+    let named_ip = c.ok(&["get", "pod", "api-0", "-o", "jsonpath={.status.podIP}"]);
+    eventually(10, "api-0.numbers-headless to resolve to its pod", || {
+        let answer = dig(&c, &["+short", "api-0.numbers-headless.default.svc.cluster.local"]);
+        (answer.trim() == named_ip).then_some(())
+    });
+    let srv = dig(&c, &["+short", "_http._tcp.numbers-headless.default.svc.cluster.local", "SRV"]);
+    assert!(srv.contains("api-0.numbers-headless.default.svc.cluster.local."), "SRV per endpoint: {srv}");
+    c.ok(&["delete", "pod", "api-0", "--wait=false"]);
+
+    // The server's metrics, on the DNS Service's metrics port of this node.
+    let metrics = c.node_curl(&format!("http://{NODE_IP}:9153/metrics")).unwrap_or_default();
+    assert!(metrics.contains("coredns_dns_requests_total{type=\"A\"}"), "{metrics}");
+    assert!(metrics.contains("coredns_dns_responses_total{rcode=\"NXDOMAIN\"}"), "{metrics}");
+
     c.ok(&["scale", "deploy/numbers-api", "--replicas=0"]);
     eventually(30, "the headless Service to have no address", || {
         dig(&c, &["numbers-headless.default.svc.cluster.local"]).contains("status: NXDOMAIN").then_some(())
