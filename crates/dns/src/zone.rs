@@ -769,6 +769,43 @@ mod tests {
     }
 
     #[test]
+    fn a_relist_drops_what_went_while_the_watch_was_away() {
+        let mut zone = zone();
+        let kept = ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")]),
+            ports: http(),
+            publish_not_ready: false,
+        };
+        zone.replace_services(vec![(key("default", "numbers-api"), kept)]);
+        zone.replace_slices(Vec::new());
+        assert_eq!(zone.counts(), (1, 0));
+        assert_eq!(ask(&zone, "numbers-api.default.svc.cluster.local.", RecordType::A).code, ResponseCode::NoError);
+        assert_eq!(ask(&zone, "db.shop.svc.cluster.local.", RecordType::A).code, ResponseCode::NXDomain);
+        assert_eq!(
+            ask(&zone, "shop.svc.cluster.local.", RecordType::A).code,
+            ResponseCode::NXDomain,
+            "no Services left"
+        );
+        assert!(zone.lookup(&name("5.0.42.10.in-addr.arpa."), RecordType::PTR).is_none());
+        assert!(zone.lookup(&name("20.0.43.10.in-addr.arpa."), RecordType::PTR).is_some());
+    }
+
+    #[test]
+    fn a_dual_stack_service_answers_each_family_and_both_ptrs() {
+        let mut zone = zone();
+        let dual = ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.30"), ip("fd00:43::30")]),
+            ports: Vec::new(),
+            publish_not_ready: false,
+        };
+        zone.set_service(key("default", "dual"), Some(dual));
+        assert_eq!(rdatas(&ask(&zone, "dual.default.svc.cluster.local.", RecordType::A)), ["10.43.0.30"]);
+        assert_eq!(rdatas(&ask(&zone, "dual.default.svc.cluster.local.", RecordType::AAAA)), ["fd00:43::30"]);
+        let v6 = "0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.3.4.0.0.0.0.d.f.ip6.arpa.";
+        assert_eq!(rdatas(&ask(&zone, v6, RecordType::PTR)), ["dual.default.svc.cluster.local."]);
+    }
+
+    #[test]
     fn reverse_names_parse_for_both_families() {
         assert_eq!(reverse_address(&name("4.3.2.1.in-addr.arpa.")), Some(ip("1.2.3.4")));
         let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
