@@ -57,12 +57,12 @@ fn endpoint_slice(dns: &NodeDns) -> serde_json::Value {
     })
 }
 
-/// Serves the process's metrics (Prometheus text) at `/metrics` on `address` until `stop`.
+/// Serves the process's metrics at `/metrics` on `address` until `stop`, as the API server's `/metrics` does.
 async fn serve_metrics(address: SocketAddr, stop: CancellationToken) -> std::io::Result<()> {
     let router = axum::Router::new().route(
         "/metrics",
         axum::routing::get(|| async {
-            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], skiff_metrics::render())
+            ([(axum::http::header::CONTENT_TYPE, skiff_metrics::CONTENT_TYPE)], skiff_metrics::render())
         }),
     );
     let listener = tokio::net::TcpListener::bind(address).await?;

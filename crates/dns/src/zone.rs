@@ -58,6 +58,17 @@ pub struct NamedPort {
     pub port: u16,
 }
 
+impl NamedPort {
+    /// A port as a Service or a slice spells it; `None` when unnamed (no SRV record) or out of range.
+    fn new(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<NamedPort> {
+        Some(NamedPort {
+            name: name.filter(|n| !n.is_empty())?.to_lowercase(),
+            protocol: protocol.unwrap_or("TCP").to_lowercase(),
+            port: u16::try_from(port?).ok()?,
+        })
+    }
+}
+
 /// How a Service resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -103,13 +114,7 @@ impl ServiceInfo {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(NamedPort {
-                    name: p.name.clone().filter(|n| !n.is_empty())?.to_lowercase(),
-                    protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
-                    port: u16::try_from(p.port).ok()?,
-                })
-            })
+            .filter_map(|p| NamedPort::new(p.name.as_deref(), p.protocol.as_deref(), Some(p.port)))
             .collect();
         ServiceInfo { kind, ports, publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false) }
     }
@@ -147,13 +152,7 @@ impl SliceInfo {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(NamedPort {
-                    name: p.name.clone().filter(|n| !n.is_empty())?.to_lowercase(),
-                    protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
-                    port: u16::try_from(p.port?).ok()?,
-                })
-            })
+            .filter_map(|p| NamedPort::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
             .collect();
         let endpoints = slice
             .endpoints
@@ -283,24 +282,21 @@ impl Zone {
     pub fn set_service(&mut self, key: ObjectKey, info: Option<ServiceInfo>) {
         let had = match info {
             Some(info) => self.services.insert(key.clone(), info).is_some(),
-            None => {
-                let had = self.services.remove(&key).is_some();
-                if !had {
-                    return;
-                }
-                let count = self.namespaces.entry(key.0.clone()).or_default();
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.namespaces.remove(&key.0);
-                }
-                self.changed(&key);
-                return;
-            }
+            None => self.services.remove(&key).is_some(),
         };
-        if !had {
+        let has = self.services.contains_key(&key);
+        if has && !had {
             *self.namespaces.entry(key.0.clone()).or_default() += 1;
+        } else if had && !has {
+            let count = self.namespaces.entry(key.0.clone()).or_default();
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.namespaces.remove(&key.0);
+            }
         }
-        self.changed(&key);
+        if had || has {
+            self.changed(&key);
+        }
     }
 
     /// Sets (or with `None` removes) an EndpointSlice, with the Service it belongs to.

@@ -1,13 +1,14 @@
 //! The Skiff service proxy's data plane: Services and their EndpointSlices become kernel nftables rules that
 //! send a ClusterIP's traffic to the Service's Ready pods.
 //!
-//! Data flow: watches over Services and EndpointSlices fill the [`cache`], which marks the Services each event
-//! touches → [`sync`] recomputes only those ([`model::service_ports`]: one routed unit per Service port, with the
-//! endpoints upstream kube-proxy would choose) → the mirror of the kernel's table ([`ruleset::Ruleset`], in
-//! kube-proxy's nftables shape) plans the [`ruleset::Update`] for the ports that changed: only new, changed and stale
-//! chains and elements, in time proportional to the change → [`nft::apply`] (`nft -f -`, one atomic transaction). The
-//! first sync after a start, and the first after a failure, replace the whole table in one transaction instead, which
-//! also reconciles whatever an earlier run left there.
+//! Data flow: watches over Services and EndpointSlices fill the [`cache`] (records of what routing reads), which
+//! marks the Services each event touches → [`sync`] recomputes only those ([`cache::Caches::service_ports`]: one
+//! routed unit per Service port, with the endpoints upstream kube-proxy would choose) → the mirror of the kernel's
+//! table ([`ruleset::Ruleset`], in kube-proxy's nftables shape) plans the [`ruleset::Update`] for the ports that
+//! changed: only new, changed and stale chains and elements, in time proportional to the change → [`netlink`] for
+//! an update of elements alone, [`nft::apply`] (`nft -f -`) for anything more; one atomic transaction either way.
+//! The first sync after a start, and the first after a failure, replace the whole table in one transaction
+//! instead, which also reconciles whatever an earlier run left there.
 //!
 //! Routed: ClusterIP with random balancing, fast rejection for Services without endpoints and for unserved ports,
 //! NodePort on every local address, LoadBalancer ingress addresses, externalIPs and 127.0.0.1 for LoadBalancer

@@ -1,7 +1,6 @@
 //! What the data plane must do, independent of nftables: the service ports of a Service (one per cluster IP
 //! family and port), each with the endpoints traffic may go to, chosen the way upstream kube-proxy chooses them.
 
-use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
@@ -97,14 +96,6 @@ pub struct Endpoint {
 
 /// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds`: three hours.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
-
-/// The service ports of `service` with their endpoints from `slices` (the Service's EndpointSlices), as seen from
-/// the node `node`. Services that the proxy does not route (ExternalName, headless, no cluster IP yet) have none.
-pub fn service_ports<S: Borrow<EndpointSlice>>(service: &Service, slices: &[S], node: &str) -> Vec<ServicePort> {
-    let slices: Vec<SliceEndpoints> = slices.iter().map(|s| SliceEndpoints::new(s.borrow(), node)).collect();
-    let slices: Vec<&SliceEndpoints> = slices.iter().collect();
-    service_templates(service).iter().map(|template| template.with_endpoints(&slices)).collect()
-}
 
 /// The service ports of `service` without endpoints (which [`ServicePort::with_endpoints`] adds): all that
 /// routing reads of a Service. Services that the proxy does not route (ExternalName, headless, no cluster IP yet)
@@ -310,8 +301,11 @@ mod tests {
         }
     }
 
+    /// The service ports of `service` with their endpoints from `slices`, as node `node-a` routes them.
     fn service_ports_on_node(service: &Service, slices: &[EndpointSlice]) -> Vec<ServicePort> {
-        service_ports(service, slices, "node-a")
+        let slices: Vec<SliceEndpoints> = slices.iter().map(|s| SliceEndpoints::new(s, "node-a")).collect();
+        let slices: Vec<&SliceEndpoints> = slices.iter().collect();
+        service_templates(service).iter().map(|template| template.with_endpoints(&slices)).collect()
     }
 
     fn ips(port: &ServicePort) -> Vec<String> {

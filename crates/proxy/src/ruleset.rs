@@ -271,8 +271,6 @@ struct Placed {
     id: Arc<str>,
     port: Arc<ServicePort>,
     blocks: Blocks,
-    /// How many chains its rules have.
-    chains: usize,
 }
 
 /// A shared map element claimed by a service port: (container, key, the port's id).
@@ -507,9 +505,10 @@ impl Ruleset {
                 }
             }
             update.diff_port(old_rules.as_ref(), new.as_ref());
-            let placed = port.as_ref().zip(new.as_ref()).map(|(port, new)| {
-                Arc::new(Placed { id: owner.clone(), port: port.clone(), blocks: new.blocks, chains: new.chains.len() })
-            });
+            let placed = port
+                .as_ref()
+                .zip(new.as_ref())
+                .map(|(port, new)| Arc::new(Placed { id: owner.clone(), port: port.clone(), blocks: new.blocks }));
             update.ports.push(PortUpdate { id, port, placed });
         }
         // The kernel holds each key's first claim by port id: compare that before and after the changed claims.
