@@ -12,9 +12,11 @@
 //! full record set rebuilt per change, with hundreds of records per headless Service and no notion of
 //! readiness; the specification's names are few shapes, each answered from the Service and its endpoints.
 
+pub mod cache;
 pub mod forward;
 pub mod metrics;
 pub mod server;
+pub mod udp;
 pub mod watch;
 pub mod zone;
 
@@ -37,15 +39,15 @@ pub struct DnsConfig {
 
 /// Cluster DNS being served.
 pub struct Dns {
-    server: hickory_server::Server<server::Handler>,
+    listeners: server::Listeners,
     stop: CancellationToken,
 }
 
 impl Dns {
     /// Waits for the stop signal, then shuts the listeners down.
-    pub async fn wait(mut self) {
+    pub async fn wait(self) {
         self.stop.cancelled().await;
-        let _ = self.server.shutdown_gracefully().await;
+        self.listeners.shutdown().await;
     }
 }
 
@@ -63,7 +65,7 @@ pub async fn start(client: kube::Client, config: DnsConfig, stop: CancellationTo
     } else {
         Some(forward::Forwarder::new(&config.upstreams).map_err(std::io::Error::other)?)
     };
-    let server = server::serve(config.listen, server::Handler::new(zone, forwarder)).await?;
+    let listeners = server::serve(config.listen, zone, forwarder, stop.clone()).await?;
     tracing::info!(listen = %config.listen, domain = %config.zone.domain, upstreams = ?config.upstreams, "cluster DNS serving");
-    Ok(Some(Dns { server, stop }))
+    Ok(Some(Dns { listeners, stop }))
 }

@@ -25,6 +25,26 @@ pub struct Metrics {
     pub from_zone: Counter,
     /// Questions (and ExternalName targets) sent upstream.
     pub forwarded: Counter,
+    /// Questions answered from the answer cache, by kind of answer (`success`, `denial`), as CoreDNS's cache.
+    pub cache_hits: Family<Labels, Counter>,
+    /// Questions the answer cache had no current answer for.
+    pub cache_misses: Counter,
+}
+
+/// The counters one kept answer moves each time it is reused, looked up once when it is kept.
+pub struct CachedCounters {
+    requests: Counter,
+    responses: Counter,
+    hits: Counter,
+}
+
+impl CachedCounters {
+    /// Counts one question answered from the cache (its latency is observed by the caller).
+    pub fn count(&self) {
+        self.requests.inc();
+        self.responses.inc();
+        self.hits.inc();
+    }
 }
 
 impl Metrics {
@@ -40,6 +60,8 @@ impl Metrics {
                     duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 18)),
                     from_zone: Counter::default(),
                     forwarded: Counter::default(),
+                    cache_hits: Family::default(),
+                    cache_misses: Counter::default(),
                 };
                 use skiff_metrics::register;
                 register("coredns_dns_requests", "DNS questions, by record type", m.requests.clone());
@@ -55,6 +77,16 @@ impl Metrics {
                     m.from_zone.clone(),
                 );
                 register("skiff_dns_forwarded", "DNS questions forwarded upstream", m.forwarded.clone());
+                register(
+                    "coredns_cache_hits",
+                    "DNS questions answered from the answer cache, by kind of answer",
+                    m.cache_hits.clone(),
+                );
+                register(
+                    "coredns_cache_misses",
+                    "DNS questions the answer cache had no current answer for",
+                    m.cache_misses.clone(),
+                );
                 m
             })
             .clone()
@@ -62,10 +94,28 @@ impl Metrics {
 
     /// Counts one answered question.
     pub fn answered(&self, qtype: Option<RecordType>, code: ResponseCode, took: Duration) {
-        let qtype = qtype.map_or_else(|| "other".to_string(), |t| t.to_string());
-        self.requests.get_or_create(&vec![("type".into(), qtype)]).inc();
-        self.responses.get_or_create(&vec![("rcode".into(), rcode_label(code))]).inc();
+        self.requests_of(qtype).inc();
+        self.responses_of(code).inc();
         self.duration.observe(took.as_secs_f64());
+    }
+
+    /// The counters a cached answer of `qtype` with `code` moves.
+    pub fn cached_counters(&self, qtype: RecordType, code: ResponseCode) -> CachedCounters {
+        let kind = if code == ResponseCode::NXDomain { "denial" } else { "success" };
+        CachedCounters {
+            requests: self.requests_of(Some(qtype)),
+            responses: self.responses_of(code),
+            hits: self.cache_hits.get_or_create(&vec![("type".into(), kind.into())]).clone(),
+        }
+    }
+
+    fn requests_of(&self, qtype: Option<RecordType>) -> Counter {
+        let qtype = qtype.map_or_else(|| "other".to_string(), |t| t.to_string());
+        self.requests.get_or_create(&vec![("type".into(), qtype)]).clone()
+    }
+
+    fn responses_of(&self, code: ResponseCode) -> Counter {
+        self.responses.get_or_create(&vec![("rcode".into(), rcode_label(code))]).clone()
     }
 }
 

@@ -1,6 +1,6 @@
-//! The DNS server: hickory's UDP and TCP listeners (which also truncate a UDP answer to the client's EDNS
-//! payload size, or 512 bytes without EDNS, so the client retries over TCP), and a request handler that answers
-//! names of the cluster zone from memory and forwards the rest.
+//! The DNS server's request handler, which answers names of the cluster zone from memory and forwards the
+//! rest, and hickory's TCP listener for it (UDP is [`crate::udp`]'s, which truncates an answer to the client's
+//! EDNS payload size, or 512 bytes without EDNS, so that the client asks again over TCP).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -12,10 +12,14 @@ use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::AnswerCache;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
+use crate::udp::UdpListener;
 use crate::zone::Zone;
 
 /// The zone, shared between the watches that fill it and the server that reads it.
@@ -34,6 +38,7 @@ struct Reply {
 }
 
 /// Answers from the zone, forwards the rest.
+#[derive(Clone)]
 pub struct Handler {
     zone: SharedZone,
     forwarder: Option<Forwarder>,
@@ -132,10 +137,37 @@ impl RequestHandler for Handler {
     }
 }
 
-/// A DNS server on UDP and TCP at `address`, until it is dropped or shut down.
-pub async fn serve(address: SocketAddr, handler: Handler) -> std::io::Result<Server<Handler>> {
-    let mut server = Server::new(handler);
-    server.register_socket(UdpSocket::bind(address).await?);
-    server.register_listener(TcpListener::bind(address).await?, TCP_IDLE, 32);
-    Ok(server)
+/// The DNS server's listeners on UDP and TCP.
+pub struct Listeners {
+    tcp: Server<Handler>,
+    udp: UdpListener,
+    stop: CancellationToken,
+}
+
+impl Listeners {
+    /// Stops both listeners and waits for them.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        let _ = self.tcp.shutdown_gracefully().await;
+        let udp = self.udp;
+        let _ = tokio::task::spawn_blocking(move || udp.join()).await;
+    }
+}
+
+/// Serves `zone` on UDP (one socket per core) and TCP at `address`, forwarding other names through
+/// `forwarder`, until `stop` fires (then call [`Listeners::shutdown`]).
+pub async fn serve(
+    address: SocketAddr,
+    zone: SharedZone,
+    forwarder: Option<Forwarder>,
+    stop: CancellationToken,
+) -> std::io::Result<Listeners> {
+    let generation = zone.read().unwrap_or_else(PoisonError::into_inner).generation();
+    let cache = Arc::new(AnswerCache::new(generation));
+    let handler = Handler::new(zone, forwarder);
+    let mut tcp = Server::new(handler.clone());
+    tcp.register_listener(TcpListener::bind(address).await?, TCP_IDLE, 32);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let udp = crate::udp::listen(address, threads, Arc::new(handler), cache, stop.clone())?;
+    Ok(Listeners { tcp, udp, stop })
 }

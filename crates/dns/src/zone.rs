@@ -196,6 +196,8 @@ pub struct Zone {
     reverse_of: HashMap<ObjectKey, Vec<IpAddr>>,
     /// The SOA serial: the time of the last change.
     serial: u32,
+    /// Moved on by every change, for the answer cache.
+    generation: crate::cache::Generation,
 }
 
 /// A lowercase name from labels joined under `origin`; `None` if not a valid name.
@@ -265,12 +267,18 @@ impl Zone {
             reverse: HashMap::new(),
             reverse_of: HashMap::new(),
             serial: now_serial(),
+            generation: crate::cache::Generation::default(),
         }
     }
 
     /// The zone's apex (`cluster.local.`).
     pub fn origin(&self) -> &Name {
         &self.origin
+    }
+
+    /// The zone's change counter, which every change moves on (the answer cache compares with it).
+    pub fn generation(&self) -> crate::cache::Generation {
+        self.generation.clone()
     }
 
     /// How many Services and EndpointSlices the zone holds.
@@ -344,6 +352,7 @@ impl Zone {
     /// Brings the reverse index up to date for one Service.
     fn changed(&mut self, key: &ObjectKey) {
         self.serial = self.serial.wrapping_add(1).max(now_serial());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         let owner = self.service_name(key);
         for ip in self.reverse_of.remove(key).unwrap_or_default() {
             if let Some(names) = self.reverse.get_mut(&ip) {

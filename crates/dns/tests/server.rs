@@ -15,8 +15,9 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use skiff_dns::forward::Forwarder;
-use skiff_dns::server::{Handler, serve};
+use skiff_dns::server::{Listeners, SharedZone, serve};
 use skiff_dns::zone::{EndpointInfo, NamedPort, ServiceInfo, ServiceKind, SliceInfo, Zone, ZoneConfig};
+use tokio_util::sync::CancellationToken;
 
 /// An upstream that knows `*.example.test` (A 192.0.2.10) except names starting with `missing`.
 struct Upstream;
@@ -105,12 +106,23 @@ fn short(port: u16, args: &[&str]) -> Vec<String> {
     dig(port, &all).lines().map(str::to_string).collect()
 }
 
-async fn start(upstreams: &[SocketAddr]) -> (Server<Handler>, u16) {
+/// The server over [`zone`], forwarding to `upstreams`: its listeners, port and zone.
+async fn start(upstreams: &[SocketAddr]) -> (Listeners, u16, SharedZone) {
     let port = free_port();
     let forwarder = Forwarder::new(upstreams).ok();
-    let handler = Handler::new(Arc::new(RwLock::new(zone())), forwarder);
-    let server = serve(SocketAddr::from(([127, 0, 0, 1], port)), handler).await.unwrap_or_else(|e| panic!("bind: {e}"));
-    (server, port)
+    let zone = Arc::new(RwLock::new(zone()));
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listeners =
+        serve(address, zone.clone(), forwarder, CancellationToken::new()).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    (listeners, port, zone)
+}
+
+/// A counter's value in the process's metrics, 0 when not there yet.
+fn metric(line_start: &str) -> u64 {
+    skiff_metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +131,7 @@ async fn cluster_names_from_memory_and_the_rest_from_upstream() {
     let upstream_at = SocketAddr::from(([127, 0, 0, 1], upstream_port));
     let mut upstream = Server::new(Upstream);
     upstream.register_socket(tokio::net::UdpSocket::bind(upstream_at).await.unwrap_or_else(|e| panic!("bind: {e}")));
-    let (mut server, port) = start(&[upstream_at]).await;
+    let (server, port, _) = start(&[upstream_at]).await;
 
     let answers = tokio::task::spawn_blocking(move || {
         let a = short(port, &["numbers-api.default.svc.cluster.local", "A"]);
@@ -148,13 +160,13 @@ async fn cluster_names_from_memory_and_the_rest_from_upstream() {
     assert_eq!(outside, ["192.0.2.10"]);
     assert!(outside_nx.contains("status: NXDOMAIN"), "{outside_nx}");
     assert_eq!(version, ["\"1.1.0\""]);
-    let _ = server.shutdown_gracefully().await;
+    server.shutdown().await;
     let _ = upstream.shutdown_gracefully().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_is_truncated_over_udp_and_complete_over_tcp() {
-    let (mut server, port) = start(&[]).await;
+    let (server, port, _) = start(&[]).await;
     let (udp, fallback, tcp) = tokio::task::spawn_blocking(move || {
         let name = "many.default.svc.cluster.local";
         (
@@ -168,14 +180,14 @@ async fn a_large_answer_is_truncated_over_udp_and_complete_over_tcp() {
     assert!(udp.contains(" tc "), "100 addresses do not fit in 512 bytes: {udp}");
     assert_eq!(fallback.len(), 100, "dig retried over TCP and got all of them");
     assert_eq!(tcp.len(), 100);
-    let _ = server.shutdown_gracefully().await;
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_upstream_is_servfail_without_hanging() {
     // Nothing listens on this loopback port.
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let (mut server, port) = start(&[dead]).await;
+    let (server, port, _) = start(&[dead]).await;
     let (took, reply, cluster) = tokio::task::spawn_blocking(move || {
         let began = Instant::now();
         let reply = dig(port, &["www.example.test", "A"]);
@@ -186,5 +198,42 @@ async fn a_dead_upstream_is_servfail_without_hanging() {
     assert!(reply.contains("status: SERVFAIL"), "{reply}");
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
     assert_eq!(cluster, ["10.43.0.20"], "cluster names do not depend on upstream");
-    let _ = server.shutdown_gracefully().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_question_comes_from_the_cache_until_the_zone_changes() {
+    let (server, port, zone) = start(&[]).await;
+    let name = "numbers-api.default.svc.cluster.local";
+    let hits = "coredns_cache_hits_total{type=\"success\"}";
+    let (first, second) = tokio::task::spawn_blocking(move || (short(port, &[name, "A"]), short(port, &[name, "A"])))
+        .await
+        .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert_eq!(first, ["10.43.0.20"]);
+    assert_eq!(second, ["10.43.0.20"]);
+    let after_two = metric(hits);
+    assert!(after_two >= 1, "the second question was a cache hit");
+
+    // The Service moves to another address: the very next answer has it.
+    zone.write().unwrap_or_else(std::sync::PoisonError::into_inner).set_service(
+        ("default".into(), "numbers-api".into()),
+        Some(ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.21")]),
+            ports: Vec::new(),
+            publish_not_ready: false,
+        }),
+    );
+    let (moved, upper) = tokio::task::spawn_blocking(move || {
+        (short(port, &[name, "A"]), short(port, &["NUMBERS-api.default.svc.CLUSTER.local", "A"]))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert_eq!(moved, ["10.43.0.21"], "a zone change retires the cached answer");
+    assert_eq!(upper, ["10.43.0.21"], "another letter case shares the entry");
+    let reply = tokio::task::spawn_blocking(move || dig(port, &["NUMBERS-api.default.svc.CLUSTER.local", "A"]))
+        .await
+        .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert!(reply.contains("NUMBERS-api.default.svc.CLUSTER.local."), "the question as asked: {reply}");
+    assert!(metric(hits) > after_two, "the case variant was a hit");
+    server.shutdown().await;
 }

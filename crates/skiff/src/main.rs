@@ -223,9 +223,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // hickory's TCP server logs every question at info: a line per query would fill the disk under load.
+    let default_filter = "info,hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_resolver=warn";
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn,h2=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();

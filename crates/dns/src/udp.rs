@@ -1,0 +1,211 @@
+//! The UDP listener: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads clients
+//! over them), each read by a thread of its own that answers a repeated question from the [`AnswerCache`]
+//! straight away. Any other question goes to the [`Handler`], the same one TCP uses: it is polled on the socket's
+//! thread first, which finishes every question the zone answers without a hop to another thread, and only a
+//! question that has to wait (for upstream) moves to the runtime. Its encoded answer is sent from wherever it
+//! finishes, and kept in the cache when it may be reused.
+//!
+//! Hand-written here, and why: hickory's UDP server hands every datagram to a task of its own and encodes
+//! every answer afresh, which costs about half the throughput of a C server; the [`AnswerCache`] and the
+//! per-core threads are what that takes back.
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::rr::Record;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{self, AnswerCache};
+use crate::metrics::Metrics;
+use crate::server::Handler;
+
+/// How often a socket's thread looks at the stop signal while no question arrives.
+const STOP_POLL: Duration = Duration::from_millis(200);
+/// The largest datagram read (a question is far smaller; a longer one is cut and answered FORMERR).
+const DATAGRAM: usize = 4096;
+
+/// The socket threads; they stop when the token passed to [`listen`] fires.
+pub struct UdpListener {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpListener {
+    /// Waits for every socket thread to finish (after the stop signal).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What every socket thread shares.
+struct Shared {
+    handler: Arc<Handler>,
+    cache: Arc<AnswerCache>,
+    runtime: tokio::runtime::Handle,
+    metrics: Metrics,
+}
+
+/// Binds `threads` sockets to `address` and starts reading them; must be called inside the tokio runtime.
+pub fn listen(
+    address: SocketAddr,
+    threads: usize,
+    handler: Arc<Handler>,
+    cache: Arc<AnswerCache>,
+    stop: CancellationToken,
+) -> std::io::Result<UdpListener> {
+    let shared =
+        Arc::new(Shared { handler, cache, runtime: tokio::runtime::Handle::current(), metrics: Metrics::get() });
+    let sockets = (0..threads.max(1)).map(|_| bind(address)).collect::<std::io::Result<Vec<_>>>()?;
+    let threads = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(n, socket)| {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new().name(format!("dns-udp-{n}")).spawn(move || serve(&socket, &shared, &stop))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(UdpListener { threads })
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::DGRAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    Ok(Arc::new(socket.into()))
+}
+
+/// One socket's loop: read a question, answer it from the cache or hand it to the handler.
+fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken) {
+    let _runtime = shared.runtime.enter();
+    let mut datagram = vec![0u8; DATAGRAM];
+    let mut key = Vec::with_capacity(DATAGRAM);
+    let mut out = Vec::with_capacity(DATAGRAM);
+    while !stop.is_cancelled() {
+        let (length, source) = match socket.recv_from(&mut datagram) {
+            Ok(received) => received,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a DNS question failed");
+                continue;
+            }
+        };
+        let began = Instant::now();
+        let request = &datagram[..length];
+        // Shorter than a header, a response, or from port 0: not a question to answer.
+        if length < 12 || request[2] & 0x80 != 0 || source.port() == 0 {
+            continue;
+        }
+        let question = cache::request_key(request, &mut key);
+        if let Some(end) = question
+            && shared.cache.answer(request, end, &key, &mut out)
+        {
+            send(socket, &out, source);
+            shared.metrics.duration.observe(began.elapsed().as_secs_f64());
+            continue;
+        }
+        let reply = Reply {
+            socket: socket.clone(),
+            destination: source,
+            keep: question.map(|_| (key.as_slice().into(), shared.cache.generation())),
+            cache: shared.cache.clone(),
+        };
+        answer(shared, request.to_vec(), reply, began);
+    }
+}
+
+/// Answers a question the cache did not have: on this thread when the handler finishes at once, on the runtime
+/// when it has to wait.
+fn answer(shared: &Shared, request: Vec<u8>, reply: Reply, began: Instant) {
+    let Ok(header) = Header::read(&mut BinDecoder::new(&request)) else { return };
+    let request = match Request::from_bytes(request, reply.destination, Protocol::Udp) {
+        Ok(request) => request,
+        Err(e) => return format_error(shared, &reply, &header, e, began),
+    };
+    let handler = shared.handler.clone();
+    let mut task = Box::pin(async move {
+        handler.handle_request::<_, TokioTime>(&request, reply).await;
+    });
+    if task.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+        shared.runtime.spawn(task);
+    }
+}
+
+/// The answer to a question hickory could not read past its header: FORMERR.
+fn format_error(shared: &Shared, reply: &Reply, header: &Header, error: impl std::fmt::Display, began: Instant) {
+    tracing::debug!(%error, "an unreadable DNS question");
+    if let Ok(bytes) = Message::error_msg(header.id, header.op_code, ResponseCode::FormErr).to_vec() {
+        send(&reply.socket, &bytes, reply.destination);
+    }
+    shared.metrics.answered(None, ResponseCode::FormErr, began.elapsed());
+}
+
+/// Sends one datagram, ignoring failures (the client asks again).
+fn send(socket: &UdpSocket, response: &[u8], destination: SocketAddr) {
+    if let Err(e) = socket.send_to(response, destination) {
+        tracing::debug!(error = %e, %destination, "sending a DNS answer failed");
+    }
+}
+
+/// Where the handler's answer goes: back to the client, and into the cache under `keep` (the key and the zone's
+/// generation before the lookup) when it may be reused.
+#[derive(Clone)]
+struct Reply {
+    socket: Arc<UdpSocket>,
+    destination: SocketAddr,
+    keep: Option<(Box<[u8]>, u64)>,
+    cache: Arc<AnswerCache>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Reply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let id = response.metadata().id;
+        // Within the client's EDNS payload size, or the 512 bytes of RFC 1035 without EDNS: past it hickory
+        // truncates and sets TC, and the client asks again over TCP.
+        let limit = response.edns().map_or(512, |edns| edns.max_payload().max(512));
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(limit);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "encoding a DNS answer failed");
+                bytes.clear();
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header { metadata, counts: Default::default() };
+                header.emit(&mut BinEncoder::new(&mut bytes))?;
+                ResponseInfo::from(header)
+            }
+        };
+        send(&self.socket, &bytes, self.destination);
+        if let Some((key, generation)) = self.keep.take() {
+            self.cache.insert(key, generation, &bytes);
+        }
+        Ok(info)
+    }
+}
