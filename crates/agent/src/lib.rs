@@ -57,6 +57,8 @@ pub struct AgentConfig {
     /// The node's resolver configuration (kubelet's `--resolv-conf`): pods with `dnsPolicy: Default` get it, and
     /// the cluster DNS forwards names outside the cluster to its name servers.
     pub resolv_conf: PathBuf,
+    /// Whether this node's Service proxy runs (off: another proxy programs the data plane).
+    pub proxy: bool,
 }
 
 fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
@@ -103,8 +105,9 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         cluster_cidr: config.cluster_cidr,
         service_cidr: config.service_cidr,
     };
-    let proxy =
-        tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, config.node_name.clone(), shutdown.clone()));
+    let proxy = config.proxy.then(|| {
+        tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, config.node_name.clone(), shutdown.clone()))
+    });
     let resolv_conf = std::fs::read_to_string(&config.resolv_conf).unwrap_or_default();
     let node_dns = dns::NodeDns {
         node_name: config.node_name.clone(),
@@ -143,7 +146,9 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     ));
     let result = pods::run(rt, shutdown.clone()).await;
     let _ = heartbeat.await;
-    let _ = proxy.await;
+    if let Some(proxy) = proxy {
+        let _ = proxy.await;
+    }
     let _ = dns.await;
     streams.shutdown().await;
     result

@@ -15,10 +15,13 @@
 //! create to Ready, fills the node to its density target and reads the agent's memory. A fourth, [`proxy`], writes
 //! thousands of Services and EndpointSlices, times the agent's proxy programming them (a full sync, then single
 //! endpoint changes until a packet reaches the new endpoint), first-packet latency through ClusterIPs and `wrk`
-//! throughput against direct pod traffic.
+//! throughput against direct pod traffic. A fifth, [`dns`], times the agent's cluster DNS against Knot DNS and
+//! Unbound holding the same records: `dnsperf` throughput and latency, memory per record, and how soon a created
+//! or deleted Service shows.
 
 pub mod agent;
 pub mod controllers;
+pub mod dns;
 pub mod error;
 pub mod load;
 pub mod process;

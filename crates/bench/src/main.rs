@@ -7,6 +7,7 @@
 //! target/release/skiff-bench --scenarios controllers --ctl-services 1000 --ctl-pods 10 --ctl-runs 3
 //! target/release/skiff-bench --scenarios agent --agent-runs 3
 //! target/release/skiff-bench --scenarios proxy --proxy-sizes 100,1000,10000
+//! target/release/skiff-bench --scenarios dns --dns-sizes 1000,10000
 //! ```
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use skiff_bench::agent::{self, AgentSettings};
 use skiff_bench::controllers::{self, CtlSettings};
+use skiff_bench::dns::{self, DnsSettings};
 use skiff_bench::proxy::{self, ProxySettings};
 use skiff_bench::report;
 use skiff_bench::run::{self, Datastore, Settings};
@@ -36,6 +38,9 @@ enum Scenario {
     /// The node agent's proxy, in network namespaces of the benchmark's own: full sync, programming latency,
     /// first-packet latency and throughput through ClusterIPs.
     Proxy,
+    /// The node agent's cluster DNS beside Knot DNS and Unbound with the same records: dnsperf throughput and
+    /// latency, memory per record, change visibility.
+    Dns,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -44,7 +49,8 @@ fn parse_scenario(s: &str) -> Result<Scenario, String> {
         "controllers" => Ok(Scenario::Controllers),
         "agent" => Ok(Scenario::Agent),
         "proxy" => Ok(Scenario::Proxy),
-        other => Err(format!("unknown scenario {other:?} (expected api, controllers, agent or proxy)")),
+        "dns" => Ok(Scenario::Dns),
+        other => Err(format!("unknown scenario {other:?} (expected api, controllers, agent, proxy or dns)")),
     }
 }
 
@@ -57,8 +63,8 @@ struct Args {
     /// The etcd binary for the etcd runs.
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
-    /// Scenarios to run, comma-separated, in this order: api, controllers, agent, proxy (agent and proxy need
-    /// root).
+    /// Scenarios to run, comma-separated, in this order: api, controllers, agent, proxy, dns (agent, proxy and
+    /// dns need root).
     #[arg(long, default_value = "api,controllers", value_delimiter = ',', value_parser = parse_scenario)]
     scenarios: Vec<Scenario>,
     /// Datastores the api scenario measures, comma-separated: sqlite, etcd.
@@ -124,6 +130,21 @@ struct Args {
     /// Proxy scenario: seconds per wrk run at the smallest size (0 skips wrk).
     #[arg(long, default_value_t = 5)]
     proxy_wrk_seconds: u64,
+    /// DNS scenario: Service counts, comma-separated (a fresh server and agent each).
+    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    dns_sizes: Vec<usize>,
+    /// DNS scenario: dnsperf runs per server and size (alternating between servers).
+    #[arg(long, default_value_t = 3)]
+    dns_runs: usize,
+    /// DNS scenario: seconds per dnsperf run.
+    #[arg(long, default_value_t = 10)]
+    dns_seconds: u64,
+    /// DNS scenario: seconds of the half-load latency run per server.
+    #[arg(long, default_value_t = 4)]
+    dns_half_load_seconds: u64,
+    /// DNS scenario: Services created and deleted per size, each timed until the DNS shows it.
+    #[arg(long, default_value_t = 50)]
+    dns_changes: usize,
     /// Parent directory of the temporary data dirs (default: the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -154,7 +175,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    if (args.scenarios.contains(&Scenario::Agent) || args.scenarios.contains(&Scenario::Proxy))
+    if args.scenarios.iter().any(|s| matches!(s, Scenario::Agent | Scenario::Proxy | Scenario::Dns))
         && let Err(e) = agent::enter_private_network()
     {
         eprintln!("skiff-bench: {e}");
@@ -215,6 +236,18 @@ async fn bench(args: Args) -> anyhow::Result<String> {
         settle: Duration::from_millis(args.settle_ms),
         seed: args.ctl_seed,
     };
+    let dns = DnsSettings {
+        skiff: skiff.clone(),
+        work_dir: work_dir.clone(),
+        sizes: args.dns_sizes.iter().copied().filter(|n| *n > 0).collect(),
+        runs: args.dns_runs.max(1),
+        seconds: args.dns_seconds.max(1),
+        half_load_seconds: args.dns_half_load_seconds.max(1),
+        changes: args.dns_changes,
+        concurrency: args.concurrency.max(1),
+        settle: Duration::from_millis(args.settle_ms),
+        seed: args.ctl_seed,
+    };
     let ctl = CtlSettings {
         skiff,
         work_dir,
@@ -256,6 +289,11 @@ async fn bench(args: Args) -> anyhow::Result<String> {
                     .await
                     .map_err(|e| anyhow::anyhow!(e).context("benchmarking the proxy"))?;
                 out.push(report::proxy::render(&proxy, &samples));
+            }
+            Scenario::Dns => {
+                let samples =
+                    dns::bench_dns(&dns).await.map_err(|e| anyhow::anyhow!(e).context("benchmarking the DNS"))?;
+                out.push(report::dns::render(&dns, &samples));
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod controllers;
+pub mod dns;
 pub mod proxy;
 
 use std::fmt::Write as _;

@@ -103,6 +103,10 @@ struct AgentArgs {
     /// The port of the streaming server (logs, exec, port-forward).
     #[arg(long, default_value_t = 10250)]
     agent_port: u16,
+    /// Do not program Services into this node's data plane (another proxy does it; k3s's
+    /// --disable-kube-proxy). Cluster DNS and pods run as usual.
+    #[arg(long)]
+    disable_proxy: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -156,6 +160,10 @@ struct ServerArgs {
     /// Do not run the controllers in this process (run them elsewhere with `skiff controllers`).
     #[arg(long)]
     disable_controllers: bool,
+    /// Do not program Services into this node's data plane (another proxy does it; k3s's
+    /// --disable-kube-proxy). Cluster DNS and pods run as usual.
+    #[arg(long)]
+    disable_proxy: bool,
     /// This node's name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -329,6 +337,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             token: server.state.admin_token.clone(),
             cluster_cidr: args.cluster_cidr,
             service_cidr: args.service_cidr,
+            proxy: !args.disable_proxy,
         }
         .into_config()?;
         let token = shutdown.clone();
@@ -370,6 +379,7 @@ struct AgentSettings {
     token: String,
     cluster_cidr: ipnet::Ipv4Net,
     service_cidr: ipnet::Ipv4Net,
+    proxy: bool,
 }
 
 impl AgentSettings {
@@ -391,6 +401,7 @@ impl AgentSettings {
             token: self.token,
             cluster_cidr: self.cluster_cidr,
             service_cidr: self.service_cidr,
+            proxy: self.proxy,
         })
     }
 }
@@ -417,6 +428,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         token,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
+        proxy: !args.disable_proxy,
     }
     .into_config()?;
     let path = &args.kubeconfig;

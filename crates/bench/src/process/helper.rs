@@ -40,10 +40,26 @@ impl Helper {
         log: &Path,
         rust_log: &str,
     ) -> Result<Self, BenchError> {
+        Self::agent_with(binary, kubeconfig, server_data_dir, node_name, agent_port, log, rust_log, &[])
+    }
+
+    /// As [`Helper::agent`], with `extra` flags appended (such as `--disable-proxy`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_with(
+        binary: &Path,
+        kubeconfig: &Path,
+        server_data_dir: &Path,
+        node_name: &str,
+        agent_port: u16,
+        log: &Path,
+        rust_log: &str,
+        extra: &[&str],
+    ) -> Result<Self, BenchError> {
         let mut args: Vec<OsString> = vec!["agent".into(), "--kubeconfig".into(), kubeconfig.into()];
         args.extend(["--server-data-dir".into(), server_data_dir.into()]);
         args.extend(["--node-ip", "127.0.0.1", "--node-name", node_name].map(OsString::from));
         args.extend(["--agent-port".into(), agent_port.to_string().into()]);
+        args.extend(extra.iter().map(OsString::from));
         Self::spawn(binary, "skiff agent", args, log, rust_log)
     }
 

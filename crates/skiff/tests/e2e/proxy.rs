@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::cluster::{Cluster, eventually};
+use super::cluster::{Cluster, NODE_IP, eventually};
 
 fn curl_from_sleep(c: &Cluster, url: &str) -> std::process::Output {
     c.kubectl(&["exec", "deploy/sleep-1", "--", "curl", "-s", "-m", "3", url])
@@ -50,4 +50,32 @@ fn cluster_ips_route_to_ready_pods() {
     eventually(60, "the ClusterIP to answer again", || {
         curl_from_sleep(&c, &format!("http://{cluster_ip}/rng")).status.success().then_some(())
     });
+}
+
+/// `--disable-proxy` (k3s's `--disable-kube-proxy`): the node programs no Service rules, while pods and the
+/// node's DNS server run as usual.
+#[test]
+fn a_node_without_its_proxy_still_runs_pods_and_dns() {
+    let c = Cluster::start_node(&["--disable-proxy"]);
+    let cluster_ip = c.numbers_api_and_sleep();
+    // The node's DNS server answers pods at the node's address (the ClusterIP 10.43.0.10 needs a proxy).
+    let server = format!("@{NODE_IP}");
+    let answer = eventually(20, "the node's DNS to answer", || {
+        let out = c.kubectl(&[
+            "exec",
+            "deploy/sleep-1",
+            "--",
+            "dig",
+            &server,
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "numbers-api.default.svc.cluster.local",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    });
+    assert_eq!(answer, cluster_ip);
+    let table = c.node_cmd("nft").args(["list", "table", "inet", "skiff"]).output().expect("nft runs");
+    assert!(!table.status.success(), "no Service rules: {}", String::from_utf8_lossy(&table.stdout));
 }
