@@ -11,6 +11,7 @@
 //! target may come from upstream, whose TTLs run down) are kept; forwarded answers are cached by the resolver.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -27,19 +28,62 @@ const HEADER: usize = 12;
 /// A change counter shared by the zone (which moves it on every change) and the cache (which compares with it).
 pub type Generation = Arc<AtomicU64>;
 
-/// One kept response.
+/// One kept response, in one allocation: the key, then the response's flags and counts (10 bytes), then the
+/// response after its question (the question is the asker's own, copied from the request).
 struct Entry {
     generation: u64,
-    /// The response as first sent, ID included (it is replaced).
-    response: Box<[u8]>,
-    counters: CachedCounters,
+    bytes: Box<[u8]>,
+    key_length: u16,
+    /// Shared by every entry of the same question type and response code.
+    counters: Arc<CachedCounters>,
+}
+
+/// Keys are hashed once, by the cache's own [`RandomState`]; the map takes that hash as it is.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+struct Entries {
+    /// By the hash of the key (a colliding key is told apart by the bytes, and misses).
+    by_hash: HashMap<u64, Entry, BuildHasherDefault<PreHashed>>,
+    counters: HashMap<(u16, u16), Arc<CachedCounters>>,
 }
 
 /// Encoded zone answers, by question.
 pub struct AnswerCache {
-    entries: RwLock<HashMap<Box<[u8]>, Entry>>,
+    entries: RwLock<Entries>,
+    hasher: RandomState,
     generation: Generation,
     metrics: Metrics,
+}
+
+/// Where the name starting at `at` ends (past its root label), when written out label by label.
+fn name_end(message: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let length = usize::from(*message.get(at)?);
+        if length == 0 {
+            return Some(at + 1);
+        }
+        if length > 63 {
+            return None;
+        }
+        at += 1 + length;
+    }
 }
 
 /// Where a request's question ends (past its type and class), when it has exactly one question whose name is
@@ -48,18 +92,7 @@ pub fn question_end(request: &[u8]) -> Option<usize> {
     if request.len() < HEADER || request[4..6] != [0, 1] || request[6..10] != [0, 0, 0, 0] {
         return None;
     }
-    let mut at = HEADER;
-    loop {
-        let length = usize::from(*request.get(at)?);
-        if length == 0 {
-            break;
-        }
-        if length > 63 {
-            return None;
-        }
-        at += 1 + length;
-    }
-    let end = at + 1 + 4;
+    let end = name_end(request, HEADER)? + 4;
     (end <= request.len()).then_some(end)
 }
 
@@ -86,7 +119,8 @@ pub fn request_key(request: &[u8], key: &mut Vec<u8>) -> Option<usize> {
 
 impl AnswerCache {
     pub fn new(generation: Generation) -> AnswerCache {
-        AnswerCache { entries: RwLock::new(HashMap::new()), generation, metrics: Metrics::get() }
+        let entries = Entries { by_hash: HashMap::default(), counters: HashMap::new() };
+        AnswerCache { entries: RwLock::new(entries), hasher: RandomState::new(), generation, metrics: Metrics::get() }
     }
 
     /// The zone's generation now: stamp an answer with it before looking it up.
@@ -98,35 +132,51 @@ impl AnswerCache {
     /// question ends at `end`), counting the hit or the miss.
     pub fn answer(&self, request: &[u8], end: usize, key: &[u8], out: &mut Vec<u8>) -> bool {
         let generation = self.generation();
+        let hash = self.hasher.hash_one(key);
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = entries.get(key).filter(|e| e.generation == generation) else {
+        let found = entries.by_hash.get(&hash).filter(|e| {
+            e.generation == generation && usize::from(e.key_length) == key.len() && e.bytes.starts_with(key)
+        });
+        let Some(entry) = found else {
             drop(entries);
             self.metrics.cache_misses.inc();
             return false;
         };
+        let kept = &entry.bytes[key.len()..];
         out.clear();
         out.extend_from_slice(&request[..2]);
-        out.extend_from_slice(&entry.response[2..HEADER]);
+        out.extend_from_slice(&kept[..HEADER - 2]);
         out.extend_from_slice(&request[HEADER..end]);
-        out.extend_from_slice(&entry.response[end..]);
+        out.extend_from_slice(&kept[HEADER - 2..]);
         entry.counters.count();
         true
     }
 
     /// Keeps `response` to the request with `key` when it may be reused, stamped with `generation`.
-    pub fn insert(&self, key: Box<[u8]>, generation: u64, response: &[u8]) {
+    pub fn insert(&self, key: &[u8], generation: u64, response: &[u8]) {
         let Some((qtype, code)) = reusable(response) else { return };
-        let counters = self.metrics.cached_counters(qtype, code);
+        let Some(end) = name_end(response, HEADER).map(|e| e + 4).filter(|e| *e <= response.len()) else { return };
+        let Ok(key_length) = u16::try_from(key.len()) else { return };
+        let mut bytes = Vec::with_capacity(key.len() + HEADER - 2 + response.len() - end);
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(&response[2..HEADER]);
+        bytes.extend_from_slice(&response[end..]);
+        let hash = self.hasher.hash_one(key);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= CAPACITY {
-            entries.clear();
+        if entries.by_hash.len() >= CAPACITY {
+            entries.by_hash.clear();
         }
-        entries.insert(key, Entry { generation, response: response.into(), counters });
+        let counters = entries
+            .counters
+            .entry((u16::from(qtype), u16::from(code)))
+            .or_insert_with(|| Arc::new(self.metrics.cached_counters(qtype, code)))
+            .clone();
+        entries.by_hash.insert(hash, Entry { generation, bytes: bytes.into(), key_length, counters });
     }
 
     /// How many entries are kept (stale ones included).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).by_hash.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,7 +235,7 @@ mod tests {
         let mut out = Vec::new();
         assert!(!cache.answer(&first, end, &key, &mut out), "nothing kept yet");
         let answer = response(&first, true, RData::A(rdata::A::new(10, 43, 0, 7)));
-        cache.insert(key.clone().into(), cache.generation(), &answer);
+        cache.insert(&key, cache.generation(), &answer);
 
         let mut again = request(9, "web.default.svc.cluster.local.");
         again[13..16].make_ascii_uppercase();
@@ -209,9 +259,9 @@ mod tests {
         let mut key = Vec::new();
         request_key(&asked, &mut key).unwrap();
         let forwarded = response(&asked, false, RData::A(rdata::A::new(192, 0, 2, 1)));
-        cache.insert(key.clone().into(), 0, &forwarded);
+        cache.insert(&key, 0, &forwarded);
         let alias = response(&asked, true, RData::CNAME(rdata::CNAME(Name::from_str("example.test.").unwrap())));
-        cache.insert(key.into(), 0, &alias);
+        cache.insert(&key, 0, &alias);
         assert!(cache.is_empty());
     }
 

@@ -2,15 +2,18 @@
 //! Discovery specification (schema 1.1.0), in every node's agent.
 //!
 //! Data flow: kube-rs watches of Services and EndpointSlices ([`watch`]) keep compact records in the
-//! [`zone::Zone`] (the cluster domain, answered from memory; a change is visible to the next question) →
-//! hickory's UDP and TCP listeners hand each question to [`server::Handler`] → names of the cluster domain, and
-//! PTR names of the addresses it knows, are answered by [`zone::Zone::lookup`]; everything else, and an
-//! ExternalName's target, goes to the node's upstream resolvers through [`forward::Forwarder`] (hickory's
-//! resolver, with its cache) → [`metrics`] counts questions by type, answers by code, and their latency.
+//! [`zone::Zone`] (the cluster domain, answered from memory; a change is visible to the next question) → the UDP
+//! listener ([`udp`], a thread per core) answers a repeated question from the [`cache::AnswerCache`] (retired by
+//! any zone change) and hands the rest, as hickory's TCP listener hands every question, to [`server::Handler`] →
+//! names of the cluster domain, and PTR names of the addresses it knows, are answered by
+//! [`zone::Zone::lookup`]; everything else, and an ExternalName's target, goes to the node's upstream resolvers
+//! through [`forward::Forwarder`] (hickory's resolver, with its cache) → [`metrics`] counts questions by type,
+//! answers by code, their latency and the answer cache's hits and misses.
 //!
-//! Hand-written here, and why: the zone's lookup. hickory's zone stores hold records by name and would need a
-//! full record set rebuilt per change, with hundreds of records per headless Service and no notion of
-//! readiness; the specification's names are few shapes, each answered from the Service and its endpoints.
+//! Hand-written here, and why: the zone's lookup, and the UDP listener with its answer cache ([`udp`] says why).
+//! hickory's zone stores hold records by name and would need a full record set rebuilt per change, with hundreds
+//! of records per headless Service and no notion of readiness; the specification's names are few shapes, each
+//! answered from the Service and its endpoints.
 
 pub mod cache;
 pub mod forward;

@@ -204,7 +204,7 @@ impl ResponseHandler for Reply {
         };
         send(&self.socket, &bytes, self.destination);
         if let Some((key, generation)) = self.keep.take() {
-            self.cache.insert(key, generation, &bytes);
+            self.cache.insert(&key, generation, &bytes);
         }
         Ok(info)
     }

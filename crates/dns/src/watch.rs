@@ -1,7 +1,8 @@
 //! Watches of Services and EndpointSlices that keep the [`Zone`](crate::zone::Zone) current: every event
-//! updates it at once, so a change is visible to the next question. A relist replaces a kind's records whole,
-//! since objects deleted while the watch was away send no event.
+//! updates it at once, so a change is visible to the next question. A relist applies each object as it comes and
+//! then removes what it did not name, since objects deleted while the watch was away send no event.
 
+use std::collections::HashSet;
 use std::sync::PoisonError;
 
 use futures::StreamExt;
@@ -19,7 +20,7 @@ use crate::zone::{ObjectKey, ServiceInfo, SliceInfo, Zone};
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 fn key<K: ResourceExt>(object: &K) -> ObjectKey {
-    (object.namespace().unwrap_or_default(), object.name_any())
+    (object.namespace().unwrap_or_default().into(), object.name_any().into())
 }
 
 /// A kind the zone takes in: what it keeps of an object, and how it sets and replaces those.
@@ -30,7 +31,8 @@ trait Watched:
     fn entry(&self) -> Self::Entry;
     fn apply(zone: &mut Zone, entry: Self::Entry);
     fn delete(zone: &mut Zone, object: &Self);
-    fn replace(zone: &mut Zone, entries: Vec<Self::Entry>);
+    /// Removes every object of the kind that `keep` does not hold (after a relist).
+    fn retain(zone: &mut Zone, keep: &HashSet<ObjectKey>);
 }
 
 impl Watched for Service {
@@ -48,8 +50,8 @@ impl Watched for Service {
         zone.set_service(key(object), None);
     }
 
-    fn replace(zone: &mut Zone, entries: Vec<Self::Entry>) {
-        zone.replace_services(entries);
+    fn retain(zone: &mut Zone, keep: &HashSet<ObjectKey>) {
+        zone.retain_services(keep);
     }
 }
 
@@ -58,8 +60,10 @@ impl Watched for EndpointSlice {
     type Entry = (ObjectKey, Option<ObjectKey>, SliceInfo);
 
     fn entry(&self) -> Self::Entry {
-        let service =
-            self.labels().get(SERVICE_NAME_LABEL).map(|name| (self.namespace().unwrap_or_default(), name.clone()));
+        let service = self
+            .labels()
+            .get(SERVICE_NAME_LABEL)
+            .map(|name| (self.namespace().unwrap_or_default().into(), name.as_str().into()));
         (key(self), service, SliceInfo::new(self))
     }
 
@@ -71,8 +75,8 @@ impl Watched for EndpointSlice {
         zone.set_slice(key(object), None);
     }
 
-    fn replace(zone: &mut Zone, entries: Vec<Self::Entry>) {
-        zone.replace_slices(entries.into_iter().filter_map(|(k, s, i)| Some((k, s?, i))).collect());
+    fn retain(zone: &mut Zone, keep: &HashSet<ObjectKey>) {
+        zone.retain_slices(keep);
     }
 }
 
@@ -96,7 +100,9 @@ fn watch<K: Watched>(api: Api<K>, zone: SharedZone, stop: CancellationToken) -> 
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        let mut relisting: Option<Vec<K::Entry>> = None;
+        // The objects a relist has named so far: each is applied as it comes (no list held in memory), and at its
+        // end whatever it did not name is removed.
+        let mut relisted: HashSet<ObjectKey> = HashSet::new();
         loop {
             let event = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -113,10 +119,14 @@ fn watch<K: Watched>(api: Api<K>, zone: SharedZone, stop: CancellationToken) -> 
             match event {
                 watcher::Event::Apply(object) => K::apply(&mut zone, object.entry()),
                 watcher::Event::Delete(object) => K::delete(&mut zone, &object),
-                watcher::Event::Init => relisting = Some(Vec::new()),
-                watcher::Event::InitApply(object) => relisting.get_or_insert_default().push(object.entry()),
+                watcher::Event::Init => relisted.clear(),
+                watcher::Event::InitApply(object) => {
+                    relisted.insert(key(&object));
+                    K::apply(&mut zone, object.entry());
+                }
                 watcher::Event::InitDone => {
-                    K::replace(&mut zone, relisting.take().unwrap_or_default());
+                    K::retain(&mut zone, &relisted);
+                    relisted = HashSet::new();
                     let _ = synced_tx.send(true);
                 }
             }

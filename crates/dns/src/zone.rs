@@ -19,8 +19,9 @@
 //! and headless endpoint addresses; other reverse names are not the zone's to answer ([`Zone::lookup`] gives
 //! `None` and the server forwards them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::ResponseCode;
@@ -33,7 +34,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub const SCHEMA_VERSION: &str = "1.1.0";
 
 /// A namespace and a name.
-pub type ObjectKey = (String, String);
+pub type ObjectKey = (Arc<str>, Arc<str>);
 
 /// What the zone needs besides the objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,17 +54,25 @@ impl Default for ZoneConfig {
 /// A named port: (name, protocol in lowercase, port number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedPort {
-    pub name: String,
-    pub protocol: String,
+    pub name: Box<str>,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: &'static str,
     pub port: u16,
 }
 
 impl NamedPort {
-    /// A port as a Service or a slice spells it; `None` when unnamed (no SRV record) or out of range.
+    /// A port as a Service or a slice spells it; `None` when unnamed (no SRV record), of a protocol Kubernetes
+    /// does not have, or out of range.
     fn new(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<NamedPort> {
+        let protocol = match protocol.unwrap_or("TCP").to_ascii_uppercase().as_str() {
+            "TCP" => "tcp",
+            "UDP" => "udp",
+            "SCTP" => "sctp",
+            _ => return None,
+        };
         Some(NamedPort {
-            name: name.filter(|n| !n.is_empty())?.to_lowercase(),
-            protocol: protocol.unwrap_or("TCP").to_lowercase(),
+            name: name.filter(|n| !n.is_empty())?.to_lowercase().into(),
+            protocol,
             port: u16::try_from(port?).ok()?,
         })
     }
@@ -91,6 +100,14 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
+    /// Whether names of the Service resolve to its endpoints (headless), so that its slices must be kept. A
+    /// ClusterIP or ExternalName Service's slices are not: nothing in DNS reads them, and a Service cannot become
+    /// headless without new slices (its clusterIP is immutable; an ExternalName switched to headless gets its
+    /// slices made afterwards).
+    pub fn resolves_to_endpoints(&self) -> bool {
+        self.kind == ServiceKind::Headless
+    }
+
     /// What DNS reads of `service`.
     pub fn new(service: &Service) -> ServiceInfo {
         let spec = service.spec.clone().unwrap_or_default();
@@ -185,11 +202,11 @@ pub struct Zone {
     origin: Name,
     services: HashMap<ObjectKey, ServiceInfo>,
     /// Service → its slices, by slice name.
-    slices: HashMap<ObjectKey, Vec<(String, SliceInfo)>>,
+    slices: HashMap<ObjectKey, Vec<(Arc<str>, SliceInfo)>>,
     /// Slice → its Service.
     slice_service: HashMap<ObjectKey, ObjectKey>,
-    /// Namespace → how many Services it has.
-    namespaces: HashMap<String, usize>,
+    /// Namespace → how many Services it has (its key is the one copy of the name every key shares).
+    namespaces: HashMap<Arc<str>, usize>,
     /// Address → the names pointing at it.
     reverse: HashMap<IpAddr, Vec<Name>>,
     /// Service → the addresses it put in `reverse`.
@@ -288,6 +305,14 @@ impl Zone {
 
     /// Sets (or with `None` removes) a Service.
     pub fn set_service(&mut self, key: ObjectKey, info: Option<ServiceInfo>) {
+        let key = self.shared(key);
+        if info.as_ref().is_some_and(|i| !i.resolves_to_endpoints())
+            && let Some(slices) = self.slices.remove(&key)
+        {
+            for (name, _) in slices {
+                self.slice_service.remove(&(key.0.clone(), name));
+            }
+        }
         let had = match info {
             Some(info) => self.services.insert(key.clone(), info).is_some(),
             None => self.services.remove(&key).is_some(),
@@ -309,6 +334,8 @@ impl Zone {
 
     /// Sets (or with `None` removes) an EndpointSlice, with the Service it belongs to.
     pub fn set_slice(&mut self, key: ObjectKey, slice: Option<(ObjectKey, SliceInfo)>) {
+        let key = self.shared(key);
+        let slice = slice.map(|(service, info)| (self.shared(service), info));
         if let Some(service) = self.slice_service.remove(&key) {
             if let Some(slices) = self.slices.get_mut(&service) {
                 slices.retain(|(name, _)| *name != key.1);
@@ -319,6 +346,9 @@ impl Zone {
             self.changed(&service);
         }
         if let Some((service, info)) = slice {
+            if self.services.get(&service).is_some_and(|s| !s.resolves_to_endpoints()) {
+                return;
+            }
             let slices = self.slices.entry(service.clone()).or_default();
             let at = slices.partition_point(|(name, _)| *name < key.1);
             slices.insert(at, (key.1.clone(), info));
@@ -327,25 +357,30 @@ impl Zone {
         }
     }
 
-    /// Replaces every Service (after a relist).
-    pub fn replace_services(&mut self, services: Vec<(ObjectKey, ServiceInfo)>) {
-        let gone: Vec<ObjectKey> = self.services.keys().cloned().collect();
-        for key in gone {
-            self.set_service(key, None);
-        }
-        for (key, info) in services {
-            self.set_service(key, Some(info));
+    /// `key` with its namespace the zone's own copy, when it has one, so that keys share it; and its name the
+    /// Service's own, when it is a Service's.
+    fn shared(&self, (namespace, name): ObjectKey) -> ObjectKey {
+        let namespace = self.namespaces.get_key_value(&namespace).map_or(namespace, |(ns, _)| ns.clone());
+        let key = (namespace, name);
+        match self.services.get_key_value(&key) {
+            Some((own, _)) => own.clone(),
+            None => key,
         }
     }
 
-    /// Replaces every EndpointSlice (after a relist).
-    pub fn replace_slices(&mut self, slices: Vec<(ObjectKey, ObjectKey, SliceInfo)>) {
-        let gone: Vec<ObjectKey> = self.slice_service.keys().cloned().collect();
+    /// Removes every Service `keep` does not hold (after a relist applied the ones it named).
+    pub fn retain_services(&mut self, keep: &HashSet<ObjectKey>) {
+        let gone: Vec<ObjectKey> = self.services.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        for key in gone {
+            self.set_service(key, None);
+        }
+    }
+
+    /// Removes every EndpointSlice `keep` does not hold (after a relist applied the ones it named).
+    pub fn retain_slices(&mut self, keep: &HashSet<ObjectKey>) {
+        let gone: Vec<ObjectKey> = self.slice_service.keys().filter(|k| !keep.contains(*k)).cloned().collect();
         for key in gone {
             self.set_slice(key, None);
-        }
-        for (key, service, info) in slices {
-            self.set_slice(key, Some((service, info)));
         }
     }
 
@@ -591,7 +626,7 @@ impl Zone {
         let (Some(port), Some(protocol)) = (port.strip_prefix('_'), protocol.strip_prefix('_')) else {
             return self.no_name();
         };
-        let Some(named) = service.ports.iter().find(|p| p.name == port && p.protocol == protocol) else {
+        let Some(named) = service.ports.iter().find(|p| *p.name == *port && p.protocol == protocol) else {
             return self.no_name();
         };
         if qtype != RecordType::SRV && qtype != RecordType::ANY {
@@ -643,7 +678,7 @@ mod tests {
     }
 
     fn http() -> Vec<NamedPort> {
-        vec![NamedPort { name: "http".into(), protocol: "tcp".into(), port: 80 }]
+        vec![NamedPort { name: "http".into(), protocol: "tcp", port: 80 }]
     }
 
     fn endpoint(address: &str, hostname: Option<&str>, ready: bool) -> EndpointInfo {
@@ -661,7 +696,7 @@ mod tests {
         let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http(), publish_not_ready: false };
         zone.set_service(key("shop", "db"), Some(headless));
         let slice = SliceInfo {
-            ports: vec![NamedPort { name: "http".into(), protocol: "tcp".into(), port: 8080 }],
+            ports: vec![NamedPort { name: "http".into(), protocol: "tcp", port: 8080 }],
             endpoints: vec![
                 endpoint("10.42.0.5", Some("db-0"), true),
                 endpoint("10.42.0.6", None, true),
@@ -781,8 +816,10 @@ mod tests {
             ports: http(),
             publish_not_ready: false,
         };
-        zone.replace_services(vec![(key("default", "numbers-api"), kept)]);
-        zone.replace_slices(Vec::new());
+        // The relist names numbers-api (applied again as it comes) and no slice.
+        zone.set_service(key("default", "numbers-api"), Some(kept));
+        zone.retain_services(&HashSet::from([key("default", "numbers-api")]));
+        zone.retain_slices(&HashSet::new());
         assert_eq!(zone.counts(), (1, 0));
         assert_eq!(ask(&zone, "numbers-api.default.svc.cluster.local.", RecordType::A).code, ResponseCode::NoError);
         assert_eq!(ask(&zone, "db.shop.svc.cluster.local.", RecordType::A).code, ResponseCode::NXDomain);
@@ -793,6 +830,36 @@ mod tests {
         );
         assert!(zone.lookup(&name("5.0.42.10.in-addr.arpa."), RecordType::PTR).is_none());
         assert!(zone.lookup(&name("20.0.43.10.in-addr.arpa."), RecordType::PTR).is_some());
+    }
+
+    #[test]
+    fn only_headless_services_keep_their_slices() {
+        let mut zone = Zone::new(ZoneConfig::default());
+        let slice = || SliceInfo { ports: http(), endpoints: vec![endpoint("10.42.0.5", None, true)] };
+        // A slice that comes before its Service is kept until the Service says what it is.
+        zone.set_slice(key("default", "web-1"), Some((key("default", "web"), slice())));
+        assert_eq!(zone.counts(), (0, 1));
+        let cluster_ip = ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.40")]),
+            ports: http(),
+            publish_not_ready: false,
+        };
+        zone.set_service(key("default", "web"), Some(cluster_ip));
+        assert_eq!(zone.counts(), (1, 0), "a ClusterIP Service's slice is let go");
+        zone.set_slice(key("default", "web-2"), Some((key("default", "web"), slice())));
+        assert_eq!(zone.counts(), (1, 0), "and later ones are not kept");
+        assert_eq!(rdatas(&ask(&zone, "web.default.svc.cluster.local.", RecordType::A)), ["10.43.0.40"]);
+        assert_eq!(
+            rdatas(&ask(&zone, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV)),
+            ["0 100 80 web.default.svc.cluster.local."],
+            "SRV from the Service's own port"
+        );
+
+        let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http(), publish_not_ready: false };
+        zone.set_service(key("default", "db"), Some(headless));
+        zone.set_slice(key("default", "db-1"), Some((key("default", "db"), slice())));
+        assert_eq!(zone.counts(), (2, 1));
+        assert_eq!(rdatas(&ask(&zone, "db.default.svc.cluster.local.", RecordType::A)), ["10.42.0.5"]);
     }
 
     #[test]

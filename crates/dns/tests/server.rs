@@ -62,7 +62,7 @@ fn ip(s: &str) -> IpAddr {
 
 fn zone() -> Zone {
     let mut zone = Zone::new(ZoneConfig::default());
-    let http = vec![NamedPort { name: "http".into(), protocol: "tcp".into(), port: 80 }];
+    let http = vec![NamedPort { name: "http".into(), protocol: "tcp", port: 80 }];
     zone.set_service(
         ("default".into(), "numbers-api".into()),
         Some(ServiceInfo {
