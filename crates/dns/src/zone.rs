@@ -417,6 +417,8 @@ impl Zone {
         for (ip, name) in entries {
             let names = self.reverse.entry(ip).or_default();
             if !names.contains(&name) {
+                // Nearly every address has one name: no room kept for more (a Name is 80 bytes).
+                names.reserve_exact(1);
                 names.push(name);
                 names.sort();
             }
@@ -425,6 +427,7 @@ impl Zone {
         ips.sort();
         ips.dedup();
         if !ips.is_empty() {
+            ips.shrink_to_fit();
             self.reverse_of.insert(key.clone(), ips);
         }
     }
