@@ -11,7 +11,8 @@
 //!    every Service in a shuffled order, alternating between servers, `runs` times each;
 //! 4. **latency at half load**: `dnsperf -v` at half of Skiff's median throughput, for every server, gives each
 //!    question's latency;
-//! 5. **memory**: each server's RSS after the load, less its RSS with no Services (a baseline run), per record.
+//! 5. **memory**: each server's RSS after the load, less its RSS with no Services (a baseline run), per record;
+//!    Skiff's is read once it stops falling (its allocator returns freed pages over about a second).
 
 pub mod probe;
 pub mod servers;
@@ -159,6 +160,25 @@ pub async fn bench_dns(settings: &DnsSettings) -> Result<Vec<DnsSample>, BenchEr
     Ok(samples)
 }
 
+/// The agent's RSS once it has stopped falling: read every 250 ms until two readings a second apart differ by
+/// less than 1 % (at most 10 s), since the allocator returns freed pages to the system over about a second.
+async fn settled_rss_kib(agent: &Helper) -> Result<u64, BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut readings = vec![agent.rss_kib()?];
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = agent.rss_kib()?;
+        readings.push(now);
+        let second_ago = readings[readings.len().saturating_sub(5)];
+        if readings.len() >= 5 && (second_ago as f64 - now as f64).abs() < second_ago as f64 * 0.01 {
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            return Ok(now);
+        }
+    }
+}
+
 /// A file of dnsperf questions.
 fn questions_file(dir: &Path, name: &str, lines: &[String]) -> Result<PathBuf, BenchError> {
     let path = dir.join(name);
@@ -242,7 +262,7 @@ async fn baselines(settings: &DnsSettings) -> Result<Baselines, BenchError> {
         let short = settings.seconds.min(3);
         probe::dnsperf(SKIFF_DNS, &file, short, None, false)?;
         tokio::time::sleep(settings.settle).await;
-        let skiff_kib = agent.rss_kib()?;
+        let skiff_kib = settled_rss_kib(&agent).await?;
         let apex = questions_file(server.dir(), "apex.txt", &["cluster.local SOA".to_string()])?;
         let mut c = Vec::new();
         for kind in c_servers() {
@@ -289,7 +309,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
         };
         let sync_ms = synced.duration_since(spawned).as_secs_f64() * 1000.0;
         tokio::time::sleep(settings.settle).await;
-        let skiff_synced_rss_kib = agent.rss_kib()?;
+        let skiff_synced_rss_kib = settled_rss_kib(&agent).await?;
         let (create_visible_ms, delete_visible_ms) = changes(settings, &server).await?;
 
         let mut lines: Vec<String> = records
@@ -324,7 +344,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
             result.half_load_latencies_ms = run.latencies_ms;
             result.half_load_rate = rate;
         }
-        results[0].rss_kib = agent.rss_kib()?;
+        results[0].rss_kib = settled_rss_kib(&agent).await?;
         results[0].baseline_rss_kib = baselines.skiff_kib;
         for (result, c) in results.iter_mut().skip(1).zip(&running) {
             result.rss_kib = c.rss_kib()?;
