@@ -116,6 +116,7 @@ async fn one_run(settings: &AgentSettings) -> Result<AgentSample, BenchError> {
         free_port()?,
         &server.dir().join("agent.log"),
         "warn",
+        &[],
     )?;
     let result = drive_run(settings, &server, &mut agent, &data_dir.join("agent")).await;
     let result = result.map_err(|e| match agent.check_running() {
@@ -123,17 +124,9 @@ async fn one_run(settings: &AgentSettings) -> Result<AgentSample, BenchError> {
         Ok(()) => e,
     });
     agent.stop();
-    let teardown = std::process::Command::new(&settings.skiff)
-        .arg("teardown")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdout(std::process::Stdio::null())
-        .status();
+    let teardown = crate::process::teardown(&settings.skiff, &data_dir);
     server.stop();
-    match teardown {
-        Ok(s) if s.success() => result,
-        other => Err(BenchError::Check(format!("skiff teardown failed: {other:?}"))),
-    }
+    teardown.and(result)
 }
 
 async fn drive_run(

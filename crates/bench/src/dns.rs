@@ -119,7 +119,8 @@ fn c_servers() -> Vec<Kind> {
     [Kind::Knot, Kind::Unbound].into_iter().filter(|k| k.installed()).collect()
 }
 
-fn threads() -> usize {
+/// Worker threads per server: one per core, as Skiff's UDP listener has.
+pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -199,7 +200,7 @@ fn start_agent(settings: &DnsSettings, server: &Skiff) -> Result<Helper, BenchEr
         source,
     })?;
     let resolv_conf = resolv_conf.to_string_lossy().into_owned();
-    Helper::agent_with(
+    Helper::agent(
         &settings.skiff,
         &server.kubeconfig(),
         &server.dir().join("data"),
@@ -234,16 +235,17 @@ async fn until_answer(
     .flatten()
 }
 
-/// Stops the agent and the server, removing whatever the agent made.
-fn finish(settings: &DnsSettings, server: Skiff, agent: Helper) {
+/// Stops the agent and the server, removing whatever the agent made; `result` unless the teardown failed.
+fn finish<T>(
+    settings: &DnsSettings,
+    server: Skiff,
+    agent: Helper,
+    result: Result<T, BenchError>,
+) -> Result<T, BenchError> {
     agent.stop();
-    let _ = std::process::Command::new(&settings.skiff)
-        .arg("teardown")
-        .arg("--data-dir")
-        .arg(server.dir().join("data"))
-        .stdout(std::process::Stdio::null())
-        .status();
+    let teardown = crate::process::teardown(&settings.skiff, &server.dir().join("data"));
     server.stop();
+    teardown.and(result)
 }
 
 async fn baselines(settings: &DnsSettings) -> Result<Baselines, BenchError> {
@@ -273,8 +275,7 @@ async fn baselines(settings: &DnsSettings) -> Result<Baselines, BenchError> {
         Ok(Baselines { skiff_kib, c })
     }
     .await;
-    finish(settings, server, agent);
-    result
+    finish(settings, server, agent, result)
 }
 
 async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines) -> Result<DnsSample, BenchError> {
@@ -366,8 +367,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
         Err(exited) => exited,
         Ok(()) => e,
     });
-    finish(settings, server, agent);
-    result
+    finish(settings, server, agent, result)
 }
 
 /// Creates and deletes Services one at a time, timing each until Skiff's DNS shows it.

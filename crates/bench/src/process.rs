@@ -44,6 +44,15 @@ pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     }
 }
 
+/// Runs `skiff teardown` on an agent's data dir: removes the nftables table, pods, links and files the node made.
+pub fn teardown(skiff: &Path, data_dir: &Path) -> Result<(), BenchError> {
+    let status = Command::new(skiff).arg("teardown").arg("--data-dir").arg(data_dir).stdout(Stdio::null()).status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(BenchError::Check(format!("skiff teardown failed: {other:?}"))),
+    }
+}
+
 /// The resident set size of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
     parse_vm_rss(&proc_status(pid)?).ok_or(BenchError::NoRss { pid })

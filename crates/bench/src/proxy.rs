@@ -163,6 +163,7 @@ async fn one_size(settings: &ProxySettings, services: usize, throughput: bool) -
             port,
             &log,
             "warn,skiff_proxy=debug",
+            &[],
         )?;
         let outcome = drive(settings, &server, &mut agent, &ips, throughput, spawned).await;
         let outcome = outcome.map_err(|e| match agent.check_running() {
@@ -175,17 +176,9 @@ async fn one_size(settings: &ProxySettings, services: usize, throughput: bool) -
         outcome.map(|s| ProxySample { populate_ms, full_apply_ms, partial_apply_ms, ..s })
     }
     .await;
-    let teardown = std::process::Command::new(&settings.skiff)
-        .arg("teardown")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdout(std::process::Stdio::null())
-        .status();
+    let teardown = crate::process::teardown(&settings.skiff, &data_dir);
     server.stop();
-    match teardown {
-        Ok(s) if s.success() => result,
-        other => Err(BenchError::Check(format!("skiff teardown failed: {other:?}"))),
-    }
+    teardown.and(result)
 }
 
 async fn drive(

@@ -36,6 +36,8 @@ pub struct CachedCounters {
     requests: Counter,
     responses: Counter,
     hits: Counter,
+    /// Every kept answer is the zone's, so a reused one counts as a zone answer too.
+    from_zone: Counter,
 }
 
 impl CachedCounters {
@@ -44,6 +46,7 @@ impl CachedCounters {
         self.requests.inc();
         self.responses.inc();
         self.hits.inc();
+        self.from_zone.inc();
     }
 }
 
@@ -106,6 +109,7 @@ impl Metrics {
             requests: self.requests_of(Some(qtype)),
             responses: self.responses_of(code),
             hits: self.cache_hits.get_or_create(&vec![("type".into(), kind.into())]).clone(),
+            from_zone: self.from_zone.clone(),
         }
     }
 

@@ -30,22 +30,10 @@ impl Helper {
     }
 
     /// Spawns `binary agent` for the server whose data dir is `server_data_dir`, as node `node_name` on
-    /// 127.0.0.1 with its streaming server on `agent_port`, logging what `rust_log` selects.
-    pub fn agent(
-        binary: &Path,
-        kubeconfig: &Path,
-        server_data_dir: &Path,
-        node_name: &str,
-        agent_port: u16,
-        log: &Path,
-        rust_log: &str,
-    ) -> Result<Self, BenchError> {
-        Self::agent_with(binary, kubeconfig, server_data_dir, node_name, agent_port, log, rust_log, &[])
-    }
-
-    /// As [`Helper::agent`], with `extra` flags appended (such as `--disable-proxy`).
+    /// 127.0.0.1 with its streaming server on `agent_port`, logging what `rust_log` selects, with `extra` flags
+    /// appended (such as `--disable-proxy`).
     #[allow(clippy::too_many_arguments)]
-    pub fn agent_with(
+    pub fn agent(
         binary: &Path,
         kubeconfig: &Path,
         server_data_dir: &Path,

@@ -20,7 +20,7 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
         settings.runs,
         settings.seconds,
         settings.half_load_seconds,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        crate::dns::threads()
     );
     for s in samples {
         let best_c = s.servers.iter().skip(1).map(|r| r.qps()).fold(f64::NAN, f64::max);
