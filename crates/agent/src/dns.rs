@@ -29,6 +29,8 @@ pub struct NodeDns {
     pub domain: String,
     /// Upstream resolvers for names outside the cluster domain (the node's resolv.conf).
     pub upstreams: Vec<SocketAddr>,
+    /// Called first on each thread the DNS server starts.
+    pub thread_start: Option<fn()>,
 }
 
 fn slice_name(node: &str) -> String {
@@ -75,6 +77,7 @@ pub async fn run(client: kube::Client, dns: NodeDns, stop: CancellationToken) {
         listen: SocketAddr::new(dns.node_ip, DNS_PORT),
         zone: skiff_dns::ZoneConfig { domain: dns.domain.clone(), ..Default::default() },
         upstreams: dns.upstreams.clone(),
+        thread_start: dns.thread_start,
     };
     let server = match skiff_dns::start(client.clone(), config, stop.clone()).await {
         Ok(Some(server)) => server,

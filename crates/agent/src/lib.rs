@@ -59,6 +59,9 @@ pub struct AgentConfig {
     pub resolv_conf: PathBuf,
     /// Whether this node's Service proxy runs (off: another proxy programs the data plane).
     pub proxy: bool,
+    /// Called first on each thread the agent starts for itself (not the tokio runtime's, which the caller
+    /// builds); `skiff agent` turns the allocator's thread cache off with it.
+    pub thread_start: Option<fn()>,
 }
 
 fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
@@ -114,6 +117,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         node_ip: config.node_ip,
         domain: config.cluster_domain.clone(),
         upstreams: skiff_dns::forward::resolv_conf_servers(&resolv_conf),
+        thread_start: config.thread_start,
     };
     let dns = tokio::spawn(dns::run(client.clone(), node_dns, shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.

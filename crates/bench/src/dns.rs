@@ -11,8 +11,11 @@
 //!    every Service in a shuffled order, alternating between servers, `runs` times each;
 //! 4. **latency at half load**: `dnsperf -v` at half of Skiff's median throughput, for every server, gives each
 //!    question's latency;
-//! 5. **memory**: each server's RSS after the load, less its RSS with no Services (a baseline run), per record;
-//!    Skiff's is read once it stops falling (its allocator returns freed pages over about a second).
+//! 5. **memory**: each server's anonymous RSS (`RssAnon`: heap and stacks, not the file-backed pages of its
+//!    program, which a larger load pages in once whatever the number of records) after the load, less the same
+//!    with no Services (a baseline run), per record; the whole RSS is reported beside it. Skiff's is read once it
+//!    stops falling (its allocator returns freed pages over about a second), with its live heap from
+//!    `skiff_allocator_allocated_bytes`.
 
 pub mod probe;
 pub mod servers;
@@ -37,6 +40,8 @@ use servers::{CServer, Kind, RECORDS_PER_SERVICE, ServiceRecords};
 const NODE: &str = "bench-dns-node";
 /// Where the agent's DNS server listens (the agent's `--node-ip` is 127.0.0.1).
 const SKIFF_DNS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 53);
+/// Where the agent's metrics listen.
+const SKIFF_METRICS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9153);
 /// How long a change may take to become visible.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -70,9 +75,25 @@ pub struct ServerResult {
     pub half_load_latencies_ms: Vec<f64>,
     pub half_load_rate: u64,
     /// After the load.
-    pub rss_kib: u64,
+    pub memory: Memory,
     /// With no Services, after a short load.
-    pub baseline_rss_kib: u64,
+    pub baseline: Memory,
+}
+
+/// A process's resident memory, in KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// All of it (`VmRSS`).
+    pub rss_kib: u64,
+    /// Its anonymous part (`RssAnon`): heap and stacks, without the program's file-backed pages (the code a
+    /// larger load runs for the first time is paged in once, whatever the number of records).
+    pub anon_kib: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Result<Memory, BenchError> {
+        Ok(Memory { rss_kib: crate::process::rss_kib(pid)?, anon_kib: crate::process::anon_rss_kib(pid)? })
+    }
 }
 
 impl ServerResult {
@@ -84,9 +105,9 @@ impl ServerResult {
         crate::stats::percentile(&self.half_load_latencies_ms, p).unwrap_or(f64::NAN)
     }
 
-    /// Bytes of RSS per record, over the baseline.
+    /// Bytes of anonymous RSS per record, over the baseline.
     pub fn bytes_per_record(&self, records: usize) -> f64 {
-        (self.rss_kib as f64 - self.baseline_rss_kib as f64) * 1024.0 / records.max(1) as f64
+        (self.memory.anon_kib as f64 - self.baseline.anon_kib as f64) * 1024.0 / records.max(1) as f64
     }
 }
 
@@ -102,16 +123,18 @@ pub struct DnsSample {
     pub create_visible_ms: Vec<f64>,
     /// Service delete → its name is NXDOMAIN, in ms.
     pub delete_visible_ms: Vec<f64>,
-    /// The agent's RSS after its sync, before any question.
-    pub skiff_synced_rss_kib: u64,
+    /// The agent's memory after its sync, before any question.
+    pub skiff_synced: Memory,
+    /// The agent's live heap (its allocator's count) after its sync and after the load; 0 when unread.
+    pub skiff_heap_kib: (u64, u64),
     /// Skiff first, then the C servers that are installed.
     pub servers: Vec<ServerResult>,
 }
 
 /// The baselines: every server with no Services, after a short load.
 struct Baselines {
-    skiff_kib: u64,
-    c: Vec<(Kind, u64)>,
+    skiff: Memory,
+    c: Vec<(Kind, Memory)>,
 }
 
 /// The C servers to compare with (those installed).
@@ -150,8 +173,10 @@ pub async fn bench_dns(settings: &DnsSettings) -> Result<Vec<DnsSample>, BenchEr
             })
             .collect();
         eprintln!(
-            "[dns] {services} Services: sync {:.0} ms; create visible p50 {:.1} ms, delete p50 {:.1} ms; {}",
+            "[dns] {services} Services: sync {:.0} ms, Skiff's heap {} KiB synced, {} KiB loaded; create visible p50 {:.1} ms, delete p50 {:.1} ms; {}",
             s.sync_ms,
+            s.skiff_heap_kib.0,
+            s.skiff_heap_kib.1,
             median(&s.create_visible_ms).unwrap_or(f64::NAN),
             median(&s.delete_visible_ms).unwrap_or(f64::NAN),
             line.join("; ")
@@ -161,20 +186,19 @@ pub async fn bench_dns(settings: &DnsSettings) -> Result<Vec<DnsSample>, BenchEr
     Ok(samples)
 }
 
-/// The agent's RSS once it has stopped falling: read every 250 ms until two readings a second apart differ by
-/// less than 1 % (at most 10 s), since the allocator returns freed pages to the system over about a second.
-async fn settled_rss_kib(agent: &Helper) -> Result<u64, BenchError> {
+/// The agent's memory once it has stopped falling: read every 250 ms until two readings of its anonymous RSS a
+/// second apart differ by less than 1 % (at most 10 s), since the allocator returns freed pages to the system
+/// over about a second.
+async fn settled_memory(agent: &Helper) -> Result<Memory, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut readings = vec![agent.rss_kib()?];
+    let mut readings = vec![Memory::of(agent.pid())?];
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = agent.rss_kib()?;
+        let now = Memory::of(agent.pid())?;
         readings.push(now);
-        let second_ago = readings[readings.len().saturating_sub(5)];
-        if readings.len() >= 5 && (second_ago as f64 - now as f64).abs() < second_ago as f64 * 0.01 {
-            return Ok(now);
-        }
-        if Instant::now() > deadline {
+        let second_ago = readings[readings.len().saturating_sub(5)].anon_kib as f64;
+        let settled = readings.len() >= 5 && (second_ago - now.anon_kib as f64).abs() < second_ago * 0.01;
+        if settled || Instant::now() > deadline {
             return Ok(now);
         }
     }
@@ -264,15 +288,20 @@ async fn baselines(settings: &DnsSettings) -> Result<Baselines, BenchError> {
         let short = settings.seconds.min(3);
         probe::dnsperf(SKIFF_DNS, &file, short, None, false)?;
         tokio::time::sleep(settings.settle).await;
-        let skiff_kib = settled_rss_kib(&agent).await?;
+        let skiff = settled_memory(&agent).await?;
+        let heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
+        eprintln!(
+            "[dns] no Services: Skiff's RSS {} KiB ({} KiB anonymous), heap {heap_kib} KiB",
+            skiff.rss_kib, skiff.anon_kib
+        );
         let apex = questions_file(server.dir(), "apex.txt", &["cluster.local SOA".to_string()])?;
         let mut c = Vec::new();
         for kind in c_servers() {
             let running = CServer::start(kind, &settings.work_dir, &[], threads())?;
             probe::dnsperf(kind.address(), &apex, short, None, false)?;
-            c.push((kind, running.rss_kib()?));
+            c.push((kind, running.memory()?));
         }
-        Ok(Baselines { skiff_kib, c })
+        Ok(Baselines { skiff, c })
     }
     .await;
     finish(settings, server, agent, result)
@@ -310,7 +339,8 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
         };
         let sync_ms = synced.duration_since(spawned).as_secs_f64() * 1000.0;
         tokio::time::sleep(settings.settle).await;
-        let skiff_synced_rss_kib = settled_rss_kib(&agent).await?;
+        let skiff_synced = settled_memory(&agent).await?;
+        let synced_heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
         let (create_visible_ms, delete_visible_ms) = changes(settings, &server).await?;
 
         let mut lines: Vec<String> = records
@@ -345,11 +375,12 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
             result.half_load_latencies_ms = run.latencies_ms;
             result.half_load_rate = rate;
         }
-        results[0].rss_kib = settled_rss_kib(&agent).await?;
-        results[0].baseline_rss_kib = baselines.skiff_kib;
+        results[0].memory = settled_memory(&agent).await?;
+        let loaded_heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
+        results[0].baseline = baselines.skiff;
         for (result, c) in results.iter_mut().skip(1).zip(&running) {
-            result.rss_kib = c.rss_kib()?;
-            result.baseline_rss_kib = baselines.c.iter().find(|(k, _)| *k == c.kind).map_or(0, |(_, kib)| *kib);
+            result.memory = c.memory()?;
+            result.baseline = baselines.c.iter().find(|(k, _)| *k == c.kind).map_or_else(Memory::default, |(_, m)| *m);
         }
         Ok(DnsSample {
             services,
@@ -358,7 +389,8 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
             sync_ms,
             create_visible_ms,
             delete_visible_ms,
-            skiff_synced_rss_kib,
+            skiff_synced,
+            skiff_heap_kib: (synced_heap_kib, loaded_heap_kib),
             servers: results,
         })
     }

@@ -38,6 +38,9 @@ pub struct DnsConfig {
     pub zone: ZoneConfig,
     /// The upstream resolvers for names outside the cluster domain (none: those are SERVFAIL).
     pub upstreams: Vec<SocketAddr>,
+    /// Called first on each thread the server starts for itself (the node agent turns its allocator's thread
+    /// cache off there).
+    pub thread_start: Option<fn()>,
 }
 
 /// Cluster DNS being served.
@@ -68,7 +71,7 @@ pub async fn start(client: kube::Client, config: DnsConfig, stop: CancellationTo
     } else {
         Some(forward::Forwarder::new(&config.upstreams).map_err(std::io::Error::other)?)
     };
-    let listeners = server::serve(config.listen, zone, forwarder, stop.clone()).await?;
+    let listeners = server::serve(config.listen, zone, forwarder, config.thread_start, stop.clone()).await?;
     tracing::info!(listen = %config.listen, domain = %config.zone.domain, upstreams = ?config.upstreams, "cluster DNS serving");
     Ok(Some(Dns { listeners, stop }))
 }

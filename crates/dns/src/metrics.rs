@@ -8,6 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use skiff_metrics::prometheus_client::metrics::counter::Counter;
 use skiff_metrics::prometheus_client::metrics::family::Family;
+use skiff_metrics::prometheus_client::metrics::gauge::Gauge;
 use skiff_metrics::prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// Label pairs.
@@ -29,6 +30,10 @@ pub struct Metrics {
     pub cache_hits: Family<Labels, Counter>,
     /// Questions the answer cache had no current answer for.
     pub cache_misses: Counter,
+    /// Answers the answer cache holds, as CoreDNS's `coredns_cache_entries`.
+    pub cache_entries: Gauge,
+    /// The bytes those answers take (their keys and responses).
+    pub cache_bytes: Gauge,
 }
 
 /// The counters one kept answer moves each time it is reused, looked up once when it is kept.
@@ -65,6 +70,8 @@ impl Metrics {
                     forwarded: Counter::default(),
                     cache_hits: Family::default(),
                     cache_misses: Counter::default(),
+                    cache_entries: Gauge::default(),
+                    cache_bytes: Gauge::default(),
                 };
                 use skiff_metrics::register;
                 register("coredns_dns_requests", "DNS questions, by record type", m.requests.clone());
@@ -89,6 +96,12 @@ impl Metrics {
                     "coredns_cache_misses",
                     "DNS questions the answer cache had no current answer for",
                     m.cache_misses.clone(),
+                );
+                register("coredns_cache_entries", "Answers the answer cache holds", m.cache_entries.clone());
+                register(
+                    "skiff_dns_cache_bytes",
+                    "Bytes of the answers the answer cache holds (keys and responses)",
+                    m.cache_bytes.clone(),
                 );
                 m
             })

@@ -155,11 +155,12 @@ impl Listeners {
 }
 
 /// Serves `zone` on UDP (one socket per core) and TCP at `address`, forwarding other names through
-/// `forwarder`, until `stop` fires (then call [`Listeners::shutdown`]).
+/// `forwarder`, until `stop` fires (each UDP thread calls `thread_start` first) (then call [`Listeners::shutdown`]).
 pub async fn serve(
     address: SocketAddr,
     zone: SharedZone,
     forwarder: Option<Forwarder>,
+    thread_start: Option<fn()>,
     stop: CancellationToken,
 ) -> std::io::Result<Listeners> {
     let generation = zone.read().unwrap_or_else(PoisonError::into_inner).generation();
@@ -168,6 +169,6 @@ pub async fn serve(
     let mut tcp = Server::new(handler.clone());
     tcp.register_listener(TcpListener::bind(address).await?, TCP_IDLE, 32);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let udp = crate::udp::listen(address, threads, Arc::new(handler), cache, stop.clone())?;
+    let udp = crate::udp::listen(address, threads, Arc::new(handler), cache, thread_start, stop.clone())?;
     Ok(Listeners { tcp, udp, stop })
 }

@@ -57,12 +57,14 @@ struct Shared {
     metrics: Metrics,
 }
 
-/// Binds `threads` sockets to `address` and starts reading them; must be called inside the tokio runtime.
+/// Binds `threads` sockets to `address` and starts reading them, each thread calling `thread_start` first;
+/// must be called inside the tokio runtime.
 pub fn listen(
     address: SocketAddr,
     threads: usize,
     handler: Arc<Handler>,
     cache: Arc<AnswerCache>,
+    thread_start: Option<fn()>,
     stop: CancellationToken,
 ) -> std::io::Result<UdpListener> {
     let shared =
@@ -74,7 +76,12 @@ pub fn listen(
         .map(|(n, socket)| {
             let shared = shared.clone();
             let stop = stop.clone();
-            std::thread::Builder::new().name(format!("dns-udp-{n}")).spawn(move || serve(&socket, &shared, &stop))
+            std::thread::Builder::new().name(format!("dns-udp-{n}")).spawn(move || {
+                if let Some(start) = thread_start {
+                    start();
+                }
+                serve(&socket, &shared, &stop)
+            })
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     Ok(UdpListener { threads })

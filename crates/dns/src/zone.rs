@@ -52,7 +52,7 @@ impl Default for ZoneConfig {
 }
 
 /// A named port: (name, protocol in lowercase, port number).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NamedPort {
     pub name: Box<str>,
     /// `tcp`, `udp` or `sctp`.
@@ -82,19 +82,19 @@ impl NamedPort {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind {
     /// To its cluster IPs (none yet: the name exists without addresses).
-    ClusterIp(Vec<IpAddr>),
+    ClusterIp(Box<[IpAddr]>),
     /// `clusterIP: None`: to its ready endpoints.
     Headless,
     /// To another name.
-    ExternalName(String),
+    ExternalName(Box<str>),
 }
 
 /// What DNS reads of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub kind: ServiceKind,
-    /// The Service's named ports (unnamed ones have no SRV record).
-    pub ports: Vec<NamedPort>,
+    /// The Service's named ports (unnamed ones have no SRV record); the zone keeps one copy of each list.
+    pub ports: Arc<[NamedPort]>,
     /// `publishNotReadyAddresses`: endpoints resolve whether ready or not.
     pub publish_not_ready: bool,
 }
@@ -112,7 +112,9 @@ impl ServiceInfo {
     pub fn new(service: &Service) -> ServiceInfo {
         let spec = service.spec.clone().unwrap_or_default();
         let kind = if spec.type_.as_deref() == Some("ExternalName") {
-            ServiceKind::ExternalName(spec.external_name.unwrap_or_default().trim_end_matches('.').to_lowercase())
+            ServiceKind::ExternalName(
+                spec.external_name.unwrap_or_default().trim_end_matches('.').to_lowercase().into(),
+            )
         } else if spec.cluster_ip.as_deref() == Some("None") {
             ServiceKind::Headless
         } else {
@@ -125,7 +127,7 @@ impl ServiceInfo {
                 .collect();
             ips.sort();
             ips.dedup();
-            ServiceKind::ClusterIp(ips)
+            ServiceKind::ClusterIp(ips.into())
         };
         let ports = spec
             .ports
@@ -141,24 +143,24 @@ impl ServiceInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SliceInfo {
     /// The slice's named ports (the endpoints' port numbers).
-    pub ports: Vec<NamedPort>,
-    pub endpoints: Vec<EndpointInfo>,
+    pub ports: Box<[NamedPort]>,
+    pub endpoints: Box<[EndpointInfo]>,
 }
 
 /// One endpoint of a slice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointInfo {
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     /// `hostname`, lowercased.
-    pub hostname: Option<String>,
+    pub hostname: Option<Box<str>>,
     /// `conditions.ready` (unset means ready).
     pub ready: bool,
 }
 
 impl EndpointInfo {
     /// The endpoint's name under its Service: its hostname, else its first address with dashes.
-    fn host_label(&self) -> Option<String> {
-        self.hostname.clone().or_else(|| self.ips.first().map(|ip| ip.to_string().replace(['.', ':'], "-")))
+    fn host_label(&self) -> Option<Box<str>> {
+        self.hostname.clone().or_else(|| self.ips.first().map(|ip| ip.to_string().replace(['.', ':'], "-").into()))
     }
 }
 
@@ -176,7 +178,7 @@ impl SliceInfo {
             .iter()
             .map(|e| EndpointInfo {
                 ips: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-                hostname: e.hostname.as_ref().map(|h| h.to_lowercase()),
+                hostname: e.hostname.as_ref().map(|h| h.to_lowercase().into()),
                 ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
             })
             .collect();
@@ -205,12 +207,14 @@ pub struct Zone {
     slices: HashMap<ObjectKey, Vec<(Arc<str>, SliceInfo)>>,
     /// Slice → its Service.
     slice_service: HashMap<ObjectKey, ObjectKey>,
+    /// Every Service's list of ports, once: most Services of a cluster have one of a few.
+    port_lists: HashSet<Arc<[NamedPort]>>,
     /// Namespace → how many Services it has (its key is the one copy of the name every key shares).
     namespaces: HashMap<Arc<str>, usize>,
-    /// Address → the names pointing at it.
-    reverse: HashMap<IpAddr, Vec<Name>>,
-    /// Service → the addresses it put in `reverse`.
-    reverse_of: HashMap<ObjectKey, Vec<IpAddr>>,
+    /// Cluster IP → its Service (the API server gives each cluster IP to one Service).
+    cluster_ips: HashMap<IpAddr, ObjectKey>,
+    /// A headless Service's endpoint address → the Services and host labels naming it.
+    endpoint_names: HashMap<IpAddr, Vec<(ObjectKey, Box<str>)>>,
     /// The SOA serial: the time of the last change.
     serial: u32,
     /// Moved on by every change, for the answer cache.
@@ -280,9 +284,10 @@ impl Zone {
             services: HashMap::new(),
             slices: HashMap::new(),
             slice_service: HashMap::new(),
+            port_lists: HashSet::new(),
             namespaces: HashMap::new(),
-            reverse: HashMap::new(),
-            reverse_of: HashMap::new(),
+            cluster_ips: HashMap::new(),
+            endpoint_names: HashMap::new(),
             serial: now_serial(),
             generation: crate::cache::Generation::default(),
         }
@@ -306,6 +311,7 @@ impl Zone {
     /// Sets (or with `None` removes) a Service.
     pub fn set_service(&mut self, key: ObjectKey, info: Option<ServiceInfo>) {
         let key = self.shared(key);
+        let before = self.reverse_entries(&key);
         if info.as_ref().is_some_and(|i| !i.resolves_to_endpoints())
             && let Some(slices) = self.slices.remove(&key)
         {
@@ -313,10 +319,20 @@ impl Zone {
                 self.slice_service.remove(&(key.0.clone(), name));
             }
         }
-        let had = match info {
-            Some(info) => self.services.insert(key.clone(), info).is_some(),
-            None => self.services.remove(&key).is_some(),
+        let replaced = match info {
+            Some(mut info) => {
+                info.ports = self.shared_ports(info.ports);
+                self.services.insert(key.clone(), info)
+            }
+            None => self.services.remove(&key),
         };
+        let had = replaced.is_some();
+        if let Some(old) = replaced
+            && Arc::strong_count(&old.ports) == 2
+        {
+            // Only the set and `old` hold the list: no Service has it any more.
+            self.port_lists.remove(&old.ports);
+        }
         let has = self.services.contains_key(&key);
         if has && !had {
             *self.namespaces.entry(key.0.clone()).or_default() += 1;
@@ -328,7 +344,7 @@ impl Zone {
             }
         }
         if had || has {
-            self.changed(&key);
+            self.changed(&key, before);
         }
     }
 
@@ -337,24 +353,35 @@ impl Zone {
         let key = self.shared(key);
         let slice = slice.map(|(service, info)| (self.shared(service), info));
         if let Some(service) = self.slice_service.remove(&key) {
+            let before = self.reverse_entries(&service);
             if let Some(slices) = self.slices.get_mut(&service) {
                 slices.retain(|(name, _)| *name != key.1);
                 if slices.is_empty() {
                     self.slices.remove(&service);
                 }
             }
-            self.changed(&service);
+            self.changed(&service, before);
         }
         if let Some((service, info)) = slice {
             if self.services.get(&service).is_some_and(|s| !s.resolves_to_endpoints()) {
                 return;
             }
+            let before = self.reverse_entries(&service);
             let slices = self.slices.entry(service.clone()).or_default();
             let at = slices.partition_point(|(name, _)| *name < key.1);
             slices.insert(at, (key.1.clone(), info));
             self.slice_service.insert(key, service.clone());
-            self.changed(&service);
+            self.changed(&service, before);
         }
+    }
+
+    /// The zone's copy of a list of ports (`ports` becomes it when the zone has none).
+    fn shared_ports(&mut self, ports: Arc<[NamedPort]>) -> Arc<[NamedPort]> {
+        if let Some(shared) = self.port_lists.get(&ports) {
+            return shared.clone();
+        }
+        self.port_lists.insert(ports.clone());
+        ports
     }
 
     /// `key` with its namespace the zone's own copy, when it has one, so that keys share it; and its name the
@@ -374,6 +401,7 @@ impl Zone {
         for key in gone {
             self.set_service(key, None);
         }
+        self.shrink();
     }
 
     /// Removes every EndpointSlice `keep` does not hold (after a relist applied the ones it named).
@@ -382,54 +410,80 @@ impl Zone {
         for key in gone {
             self.set_slice(key, None);
         }
+        self.shrink();
     }
 
-    /// Brings the reverse index up to date for one Service.
-    fn changed(&mut self, key: &ObjectKey) {
+    /// Gives back the room a relist left in the maps (slices that came before their Services, then dropped).
+    fn shrink(&mut self) {
+        self.services.shrink_to_fit();
+        self.slices.shrink_to_fit();
+        self.slice_service.shrink_to_fit();
+        self.cluster_ips.shrink_to_fit();
+        self.endpoint_names.shrink_to_fit();
+    }
+
+    /// The reverse names Service `key` gives now: each address, with the host label under the Service's name
+    /// that names it (none: the Service's own name, for a cluster IP).
+    fn reverse_entries(&self, key: &ObjectKey) -> Vec<(IpAddr, Option<Box<str>>)> {
+        let Some(service) = self.services.get(key) else { return Vec::new() };
+        match &service.kind {
+            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
+            ServiceKind::Headless => self
+                .usable_endpoints(key, service)
+                .into_iter()
+                .filter_map(|e| Some((e, e.host_label()?)))
+                .flat_map(|(e, host)| e.ips.iter().map(move |ip| (*ip, Some(host.clone()))))
+                .collect(),
+            ServiceKind::ExternalName(_) => Vec::new(),
+        }
+    }
+
+    /// Records a change to Service `key` (its Service or slices), whose reverse names were `before`: retires
+    /// cached answers and brings the reverse index up to date.
+    fn changed(&mut self, key: &ObjectKey, before: Vec<(IpAddr, Option<Box<str>>)>) {
         self.serial = self.serial.wrapping_add(1).max(now_serial());
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
-        let owner = self.service_name(key);
-        for ip in self.reverse_of.remove(key).unwrap_or_default() {
-            if let Some(names) = self.reverse.get_mut(&ip) {
-                // The Service's own name and its endpoints' names are the names under it.
-                names.retain(|n| !owner.as_ref().is_some_and(|o| o.zone_of(n)));
+        for (ip, host) in before {
+            if host.is_none() {
+                // Another Service may have the address by now (a relist applies the new before removing the old).
+                if self.cluster_ips.get(&ip) == Some(key) {
+                    self.cluster_ips.remove(&ip);
+                }
+            } else if let Some(names) = self.endpoint_names.get_mut(&ip) {
+                names.retain(|(owner, _)| owner != key);
                 if names.is_empty() {
-                    self.reverse.remove(&ip);
+                    self.endpoint_names.remove(&ip);
                 }
             }
         }
-        let mut entries: Vec<(IpAddr, Name)> = Vec::new();
-        if let Some(service) = self.services.get(key) {
-            let Some(service_name) = self.service_name(key) else { return };
-            match &service.kind {
-                ServiceKind::ClusterIp(ips) => entries.extend(ips.iter().map(|ip| (*ip, service_name.clone()))),
-                ServiceKind::Headless => {
-                    for endpoint in self.usable_endpoints(key, service) {
-                        let Some(host) = endpoint.host_label() else { continue };
-                        let Some(name) = name_under(&[&host], &service_name) else { continue };
-                        entries.extend(endpoint.ips.iter().map(|ip| (*ip, name.clone())));
+        for (ip, host) in self.reverse_entries(key) {
+            match host {
+                None => {
+                    self.cluster_ips.insert(ip, key.clone());
+                }
+                Some(host) => {
+                    let names = self.endpoint_names.entry(ip).or_default();
+                    if !names.iter().any(|(owner, h)| owner == key && *h == host) {
+                        // Nearly every address has one name: no room kept for more.
+                        names.reserve_exact(1);
+                        names.push((key.clone(), host));
+                        names.sort();
                     }
                 }
-                ServiceKind::ExternalName(_) => {}
             }
         }
-        let mut ips = Vec::new();
-        for (ip, name) in entries {
-            let names = self.reverse.entry(ip).or_default();
-            if !names.contains(&name) {
-                // Nearly every address has one name: no room kept for more (a Name is 80 bytes).
-                names.reserve_exact(1);
-                names.push(name);
-                names.sort();
-            }
-            ips.push(ip);
+    }
+
+    /// The names pointing at `ip`, sorted: its Service's (a cluster IP), its headless endpoints'.
+    fn reverse_names(&self, ip: &IpAddr) -> Vec<Name> {
+        let mut names: Vec<Name> =
+            self.cluster_ips.get(ip).and_then(|key| self.service_name(key)).into_iter().collect();
+        for (key, host) in self.endpoint_names.get(ip).into_iter().flatten() {
+            names.extend(self.service_name(key).and_then(|service| name_under(&[host], &service)));
         }
-        ips.sort();
-        ips.dedup();
-        if !ips.is_empty() {
-            ips.shrink_to_fit();
-            self.reverse_of.insert(key.clone(), ips);
-        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// `<svc>.<ns>.svc.<zone>.`
@@ -498,12 +552,15 @@ impl Zone {
         let qname = qname.to_lowercase();
         let ttl = self.config.ttl;
         if let Some(ip) = reverse_address(&qname) {
-            let names = self.reverse.get(&ip)?;
+            let names = self.reverse_names(&ip);
+            if names.is_empty() {
+                return None;
+            }
             if qtype != RecordType::PTR && qtype != RecordType::ANY {
                 return Some(self.no_data());
             }
             let answers =
-                names.iter().map(|n| Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(n.clone())))).collect();
+                names.into_iter().map(|n| Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(n)))).collect();
             return Some(self.reply(ResponseCode::NoError, answers, Vec::new()));
         }
         if !self.origin.zone_of(&qname) {
@@ -639,12 +696,14 @@ impl Zone {
         let Some(service_name) = self.service_name(key) else { return self.no_name() };
         // Targets with their addresses.
         let targets: Vec<(Name, u16, Vec<IpAddr>)> = match &service.kind {
-            ServiceKind::ClusterIp(ips) => vec![(service_name, named.port, ips.clone())],
+            ServiceKind::ClusterIp(ips) => vec![(service_name, named.port, ips.to_vec())],
             ServiceKind::Headless => {
                 let Some(target_port) = self.endpoint_port(key, named) else { return self.no_data() };
                 self.usable_endpoints(key, service)
                     .into_iter()
-                    .filter_map(|e| Some((name_under(&[&e.host_label()?], &service_name)?, target_port, e.ips.clone())))
+                    .filter_map(|e| {
+                        Some((name_under(&[&e.host_label()?], &service_name)?, target_port, e.ips.to_vec()))
+                    })
                     .collect()
             }
             ServiceKind::ExternalName(_) => return self.no_data(),
@@ -685,31 +744,32 @@ mod tests {
     }
 
     fn endpoint(address: &str, hostname: Option<&str>, ready: bool) -> EndpointInfo {
-        EndpointInfo { ips: vec![ip(address)], hostname: hostname.map(Into::into), ready }
+        EndpointInfo { ips: vec![ip(address)].into(), hostname: hostname.map(Into::into), ready }
     }
 
     fn zone() -> Zone {
         let mut zone = Zone::new(ZoneConfig::default());
         let cluster_ip = ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")]),
-            ports: http(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")].into()),
+            ports: http().into(),
             publish_not_ready: false,
         };
         zone.set_service(key("default", "numbers-api"), Some(cluster_ip));
-        let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http(), publish_not_ready: false };
+        let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http().into(), publish_not_ready: false };
         zone.set_service(key("shop", "db"), Some(headless));
         let slice = SliceInfo {
-            ports: vec![NamedPort { name: "http".into(), protocol: "tcp", port: 8080 }],
+            ports: vec![NamedPort { name: "http".into(), protocol: "tcp", port: 8080 }].into(),
             endpoints: vec![
                 endpoint("10.42.0.5", Some("db-0"), true),
                 endpoint("10.42.0.6", None, true),
                 endpoint("10.42.0.7", Some("db-2"), false),
-            ],
+            ]
+            .into(),
         };
         zone.set_slice(key("shop", "db-abc"), Some((key("shop", "db"), slice)));
         let external = ServiceInfo {
             kind: ServiceKind::ExternalName("api.example.test".into()),
-            ports: Vec::new(),
+            ports: Vec::new().into(),
             publish_not_ready: false,
         };
         zone.set_service(key("default", "legacy"), Some(external));
@@ -762,7 +822,7 @@ mod tests {
         assert_eq!(ask(&zone, "_tcp.db.shop.svc.cluster.local.", RecordType::A).code, ResponseCode::NoError);
 
         // publishNotReadyAddresses: every endpoint.
-        let publish = ServiceInfo { kind: ServiceKind::Headless, ports: http(), publish_not_ready: true };
+        let publish = ServiceInfo { kind: ServiceKind::Headless, ports: http().into(), publish_not_ready: true };
         zone.set_service(key("shop", "db"), Some(publish));
         assert_eq!(rdatas(&ask(&zone, "db.shop.svc.cluster.local.", RecordType::A)).len(), 3);
         // No endpoints at all: NXDOMAIN.
@@ -815,8 +875,8 @@ mod tests {
     fn a_relist_drops_what_went_while_the_watch_was_away() {
         let mut zone = zone();
         let kept = ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")]),
-            ports: http(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")].into()),
+            ports: http().into(),
             publish_not_ready: false,
         };
         // The relist names numbers-api (applied again as it comes) and no slice.
@@ -836,15 +896,36 @@ mod tests {
     }
 
     #[test]
+    fn services_share_one_copy_of_a_port_list_until_none_has_it() {
+        let mut zone = Zone::new(ZoneConfig::default());
+        let service = |address: &str| ServiceInfo {
+            kind: ServiceKind::ClusterIp(vec![ip(address)].into()),
+            ports: http().into(),
+            publish_not_ready: false,
+        };
+        zone.set_service(key("a", "one"), Some(service("10.43.0.1")));
+        zone.set_service(key("a", "two"), Some(service("10.43.0.2")));
+        assert_eq!(zone.port_lists.len(), 1);
+        assert!(Arc::ptr_eq(&zone.services[&key("a", "one")].ports, &zone.services[&key("a", "two")].ports));
+        zone.set_service(key("a", "one"), None);
+        assert_eq!(zone.port_lists.len(), 1, "two still has it");
+        zone.set_service(key("a", "two"), Some(ServiceInfo { ports: Vec::new().into(), ..service("10.43.0.2") }));
+        assert_eq!(zone.port_lists.len(), 1, "only the empty list is left");
+        zone.set_service(key("a", "two"), None);
+        assert!(zone.port_lists.is_empty());
+        assert_eq!(zone.lookup(&name("2.0.43.10.in-addr.arpa."), RecordType::PTR), None, "its PTR went with it");
+    }
+
+    #[test]
     fn only_headless_services_keep_their_slices() {
         let mut zone = Zone::new(ZoneConfig::default());
-        let slice = || SliceInfo { ports: http(), endpoints: vec![endpoint("10.42.0.5", None, true)] };
+        let slice = || SliceInfo { ports: http().into(), endpoints: vec![endpoint("10.42.0.5", None, true)].into() };
         // A slice that comes before its Service is kept until the Service says what it is.
         zone.set_slice(key("default", "web-1"), Some((key("default", "web"), slice())));
         assert_eq!(zone.counts(), (0, 1));
         let cluster_ip = ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.40")]),
-            ports: http(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.40")].into()),
+            ports: http().into(),
             publish_not_ready: false,
         };
         zone.set_service(key("default", "web"), Some(cluster_ip));
@@ -858,7 +939,7 @@ mod tests {
             "SRV from the Service's own port"
         );
 
-        let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http(), publish_not_ready: false };
+        let headless = ServiceInfo { kind: ServiceKind::Headless, ports: http().into(), publish_not_ready: false };
         zone.set_service(key("default", "db"), Some(headless));
         zone.set_slice(key("default", "db-1"), Some((key("default", "db"), slice())));
         assert_eq!(zone.counts(), (2, 1));
@@ -869,8 +950,8 @@ mod tests {
     fn a_dual_stack_service_answers_each_family_and_both_ptrs() {
         let mut zone = zone();
         let dual = ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.30"), ip("fd00:43::30")]),
-            ports: Vec::new(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.30"), ip("fd00:43::30")].into()),
+            ports: Vec::new().into(),
             publish_not_ready: false,
         };
         zone.set_service(key("default", "dual"), Some(dual));

@@ -66,8 +66,8 @@ fn zone() -> Zone {
     zone.set_service(
         ("default".into(), "numbers-api".into()),
         Some(ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")]),
-            ports: http.clone(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.20")].into()),
+            ports: http.clone().into(),
             publish_not_ready: false,
         }),
     );
@@ -75,20 +75,20 @@ fn zone() -> Zone {
         ("default".into(), "legacy".into()),
         Some(ServiceInfo {
             kind: ServiceKind::ExternalName("api.example.test".into()),
-            ports: Vec::new(),
+            ports: Vec::new().into(),
             publish_not_ready: false,
         }),
     );
     zone.set_service(
         ("default".into(), "many".into()),
-        Some(ServiceInfo { kind: ServiceKind::Headless, ports: http, publish_not_ready: false }),
+        Some(ServiceInfo { kind: ServiceKind::Headless, ports: http.into(), publish_not_ready: false }),
     );
     let endpoints = (1..=100)
-        .map(|i| EndpointInfo { ips: vec![ip(&format!("10.42.1.{i}"))], hostname: None, ready: true })
+        .map(|i| EndpointInfo { ips: vec![ip(&format!("10.42.1.{i}"))].into(), hostname: None, ready: true })
         .collect();
     zone.set_slice(
         ("default".into(), "many-1".into()),
-        Some((("default".into(), "many".into()), SliceInfo { ports: Vec::new(), endpoints })),
+        Some((("default".into(), "many".into()), SliceInfo { ports: Box::new([]), endpoints })),
     );
     zone
 }
@@ -112,8 +112,9 @@ async fn start(upstreams: &[SocketAddr]) -> (Listeners, u16, SharedZone) {
     let forwarder = Forwarder::new(upstreams).ok();
     let zone = Arc::new(RwLock::new(zone()));
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let listeners =
-        serve(address, zone.clone(), forwarder, CancellationToken::new()).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let listeners = serve(address, zone.clone(), forwarder, None, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
     (listeners, port, zone)
 }
 
@@ -218,8 +219,8 @@ async fn a_repeated_question_comes_from_the_cache_until_the_zone_changes() {
     zone.write().unwrap_or_else(std::sync::PoisonError::into_inner).set_service(
         ("default".into(), "numbers-api".into()),
         Some(ServiceInfo {
-            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.21")]),
-            ports: Vec::new(),
+            kind: ServiceKind::ClusterIp(vec![ip("10.43.0.21")].into()),
+            ports: Vec::new().into(),
             publish_not_ready: false,
         }),
     );

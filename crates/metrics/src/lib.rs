@@ -20,6 +20,11 @@ pub fn register(name: &str, help: &str, metric: impl Metric) {
     registry().register(name, help, metric);
 }
 
+/// Adds `collector`, asked for its metrics on every render (for values read from elsewhere when scraped).
+pub fn register_collector(collector: Box<dyn prometheus_client::collector::Collector>) {
+    registry().register_collector(collector);
+}
+
 /// Every registered metric, in the Prometheus text exposition format (OpenMetrics flavour, `# EOF` last).
 pub fn render() -> String {
     let mut out = String::new();

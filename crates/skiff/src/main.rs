@@ -5,22 +5,7 @@
 //!
 //! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
 
-/// jemalloc, tuned by [`tune_allocator`]: memory a burst frees (the first LIST of thousands of objects, decoded
-/// page by page) goes back to the system within a second, where glibc kept it in its per-thread arenas.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// A background thread returns unused dirty pages after 1 s (jemalloc's default is 10 s, and only on allocation
-/// without the thread). Set before any other thread exists, so every arena made later takes the same decay.
-fn tune_allocator() {
-    use tikv_jemalloc_ctl::{Access, AsName, background_thread};
-    const DECAY_MS: isize = 1000;
-    let _ = b"arenas.dirty_decay_ms\0".name().write(DECAY_MS);
-    let _ = b"arena.0.dirty_decay_ms\0".name().write(DECAY_MS);
-    if let Err(e) = background_thread::write(true) {
-        tracing::debug!(error = %e, "jemalloc's background thread is unavailable");
-    }
-}
+mod allocator;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -248,7 +233,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    tune_allocator();
+    allocator::tune();
+    allocator::register_metrics();
     // hickory's TCP server logs every question at info: a line per query would fill the disk under load.
     let default_filter = "info,hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_resolver=warn";
     tracing_subscriber::fmt()
@@ -257,7 +243,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.command, Command::Agent(_)) {
+        // The node agent runs on every node, where its memory counts for more than what a thread cache saves.
+        allocator::thread_cache_off();
+        builder.on_thread_start(allocator::thread_cache_off);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("skiff: starting the runtime: {e}");
@@ -420,6 +412,7 @@ impl AgentSettings {
             cluster_cidr: self.cluster_cidr,
             service_cidr: self.service_cidr,
             proxy: self.proxy,
+            thread_start: None,
         })
     }
 }
@@ -449,6 +442,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         proxy: !args.disable_proxy,
     }
     .into_config()?;
+    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::thread_cache_off), ..config };
     let path = &args.kubeconfig;
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;

@@ -114,6 +114,20 @@ pub fn parse_dnsperf(text: &str) -> Option<PerfRun> {
     Some(PerfRun { queries_per_sec, lost_percent, latencies_ms })
 }
 
+/// The live heap of the Skiff process whose metrics listen at `metrics` (`skiff_allocator_allocated_bytes`), in
+/// KiB; `None` when it cannot be read.
+pub fn heap_kib(metrics: SocketAddr) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let line = text.lines().find(|l| l.starts_with("skiff_allocator_allocated_bytes "))?;
+    let bytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(bytes as u64 / 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Memory;
 use super::probe;
 use crate::BenchError;
 
@@ -136,8 +137,8 @@ impl CServer {
         }
     }
 
-    pub fn rss_kib(&self) -> Result<u64, BenchError> {
-        crate::process::rss_kib(self.child.id())
+    pub fn memory(&self) -> Result<Memory, BenchError> {
+        Memory::of(self.child.id())
     }
 }
 

@@ -32,7 +32,7 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
         );
         out.push_str(
             "| server | queries/s (median) | runs (min–max) | vs best C | lost | p50 at half load | p99 at half load | \
-             RSS | bytes per record |\n|---|---|---|---|---|---|---|---|---|\n",
+             RSS (anonymous) | anonymous bytes per record |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for (k, r) in s.servers.iter().enumerate() {
             let (lo, hi) = range(&r.queries_per_sec).unwrap_or((f64::NAN, f64::NAN));
@@ -47,7 +47,7 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
             let per_record = r.bytes_per_record(s.records);
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {:.0}–{:.0} | {ratio_text} | {:.2} % | {:.3} ms | {:.3} ms{} | {:.1} MiB | {:.0} B{} |",
+                "| {} | {:.0} | {:.0}–{:.0} | {ratio_text} | {:.2} % | {:.3} ms | {:.3} ms{} | {:.1} MiB ({:.1}) | {:.0} B{} |",
                 r.name,
                 r.qps(),
                 lo,
@@ -56,7 +56,8 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
                 r.latency(50.0),
                 p99,
                 if judged { mark(p99 < 1.0) } else { "" },
-                mib(r.rss_kib),
+                mib(r.memory.rss_kib),
+                mib(r.memory.anon_kib),
                 per_record,
                 if judged { mark(per_record <= 300.0) } else { "" },
             );
@@ -64,11 +65,17 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
         let skiff = s.servers.first();
         let _ = writeln!(
             out,
-            "\nSkiff: agent RSS {:.1} MiB after its sync, {:.1} MiB after the load (answer cache full), {:.1} MiB with \
-             no Services; half load = {} q/s",
-            mib(s.skiff_synced_rss_kib),
-            skiff.map_or(f64::NAN, |r| mib(r.rss_kib)),
-            skiff.map_or(f64::NAN, |r| mib(r.baseline_rss_kib)),
+            "\nSkiff: agent RSS (anonymous) {:.1} MiB ({:.1}) after its sync, {:.1} MiB ({:.1}) after the load (answer \
+             cache full), {:.1} MiB ({:.1}) with no Services; live heap {} KiB after the sync, {} KiB after the load; \
+             half load = {} q/s",
+            mib(s.skiff_synced.rss_kib),
+            mib(s.skiff_synced.anon_kib),
+            skiff.map_or(f64::NAN, |r| mib(r.memory.rss_kib)),
+            skiff.map_or(f64::NAN, |r| mib(r.memory.anon_kib)),
+            skiff.map_or(f64::NAN, |r| mib(r.baseline.rss_kib)),
+            skiff.map_or(f64::NAN, |r| mib(r.baseline.anon_kib)),
+            s.skiff_heap_kib.0,
+            s.skiff_heap_kib.1,
             skiff.map_or(0, |r| r.half_load_rate),
         );
         let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);

@@ -115,6 +115,13 @@ fn pods_find_services_by_name() {
     let metrics = c.node_curl(&format!("http://{NODE_IP}:9153/metrics")).unwrap_or_default();
     assert!(metrics.contains("coredns_dns_requests_total{type=\"A\"}"), "{metrics}");
     assert!(metrics.contains("coredns_dns_responses_total{rcode=\"NXDOMAIN\"}"), "{metrics}");
+    // The answer cache's size and the allocator's count of the live heap, read when scraped.
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(value("coredns_cache_entries") >= 1.0, "the repeated questions above were kept: {metrics}");
+    assert!(value("skiff_allocator_allocated_bytes") > 1e6, "{metrics}");
 
     c.ok(&["scale", "deploy/numbers-api", "--replicas=0"]);
     eventually(30, "the headless Service to have no address", || {
