@@ -91,8 +91,11 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// Both, from one reading of `/proc/PID/status`.
     pub fn of(pid: u32) -> Result<Memory, BenchError> {
-        Ok(Memory { rss_kib: crate::process::rss_kib(pid)?, anon_kib: crate::process::anon_rss_kib(pid)? })
+        let status = crate::process::proc_status(pid)?;
+        let field = |key| crate::process::parse_status_kib(&status, key).ok_or(BenchError::NoRss { pid });
+        Ok(Memory { rss_kib: field("VmRSS:")?, anon_kib: field("RssAnon:")? })
     }
 }
 

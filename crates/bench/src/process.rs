@@ -58,18 +58,13 @@ pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
     parse_vm_rss(&proc_status(pid)?).ok_or(BenchError::NoRss { pid })
 }
 
-/// The anonymous part of the resident set of process `pid` (`RssAnon`: its heap and stacks, not the pages of
-/// its program and libraries, which are file-backed and shared), in KiB.
-pub fn anon_rss_kib(pid: u32) -> Result<u64, BenchError> {
-    parse_status_kib(&proc_status(pid)?, "RssAnon:").ok_or(BenchError::NoRss { pid })
-}
-
 /// The peak resident set size (`VmHWM`) of process `pid` so far, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Result<u64, BenchError> {
     parse_status_kib(&proc_status(pid)?, "VmHWM:").ok_or(BenchError::NoRss { pid })
 }
 
-fn proc_status(pid: u32) -> Result<String, BenchError> {
+/// The text of `/proc/PID/status`.
+pub fn proc_status(pid: u32) -> Result<String, BenchError> {
     let path = PathBuf::from(format!("/proc/{pid}/status"));
     std::fs::read_to_string(&path).map_err(|source| BenchError::Io { what: "reading", path, source })
 }

@@ -32,7 +32,7 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Answers the answer cache holds, as CoreDNS's `coredns_cache_entries`.
     pub cache_entries: Gauge,
-    /// The bytes those answers take (their keys and responses).
+    /// The bytes those answers take (their fingerprints and responses).
     pub cache_bytes: Gauge,
 }
 
@@ -100,7 +100,7 @@ impl Metrics {
                 register("coredns_cache_entries", "Answers the answer cache holds", m.cache_entries.clone());
                 register(
                     "skiff_dns_cache_bytes",
-                    "Bytes of the answers the answer cache holds (keys and responses)",
+                    "Bytes of the answers the answer cache holds (their fingerprints and responses)",
                     m.cache_bytes.clone(),
                 );
                 m

@@ -155,7 +155,7 @@ impl Listeners {
 }
 
 /// Serves `zone` on UDP (one socket per core) and TCP at `address`, forwarding other names through
-/// `forwarder`, until `stop` fires (each UDP thread calls `thread_start` first) (then call [`Listeners::shutdown`]).
+/// `forwarder`, until `stop` fires (then call [`Listeners::shutdown`]); each UDP thread calls `thread_start` first.
 pub async fn serve(
     address: SocketAddr,
     zone: SharedZone,
