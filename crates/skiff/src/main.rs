@@ -6,6 +6,7 @@
 //! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
 
 mod allocator;
+mod client;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -246,8 +247,8 @@ fn main() -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if matches!(cli.command, Command::Agent(_)) {
         // The node agent runs on every node, where its memory counts for more than what a thread cache saves.
-        allocator::thread_cache_off();
-        builder.on_thread_start(allocator::thread_cache_off);
+        allocator::lean_thread();
+        builder.on_thread_start(allocator::lean_thread);
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -442,11 +443,11 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         proxy: !args.disable_proxy,
     }
     .into_config()?;
-    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::thread_cache_off), ..config };
+    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::lean_thread), ..config };
     let path = &args.kubeconfig;
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)?;
+    let client = client::build(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(skiff_agent::run(client, config, shutdown.clone()));
@@ -463,7 +464,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
 async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    client::build(config)
 }
 
 async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
@@ -475,7 +476,7 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
         }
         None => kube::Config::infer().await?,
     };
-    let client = kube::Client::try_from(config)?;
+    let client = client::build(config)?;
     let shutdown = CancellationToken::new();
     let known = skiff_controllers::names();
     let only: Vec<&'static str> = if args.controllers.is_empty() {
