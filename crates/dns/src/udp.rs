@@ -16,6 +16,7 @@ use std::task::{Context, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::NetError;
@@ -34,6 +35,8 @@ use crate::server::Handler;
 const STOP_POLL: Duration = Duration::from_millis(200);
 /// The largest datagram read (a question is far smaller; a longer one is cut and answered FORMERR).
 const DATAGRAM: usize = 4096;
+/// The DNS header's length; the question starts here.
+const HEADER: usize = 12;
 
 /// The socket threads; they stop when the token passed to [`listen`] fires.
 pub struct UdpListener {
@@ -128,6 +131,7 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             socket: socket.clone(),
             destination: source,
             keep: question.map(|_| (key.as_slice().into(), shared.cache.generation())),
+            question_name: question.map(|end| request[HEADER..end - 4].into()),
             cache: shared.cache.clone(),
         };
         answer(shared, request.to_vec(), reply, began);
@@ -174,7 +178,28 @@ struct Reply {
     socket: Arc<UdpSocket>,
     destination: SocketAddr,
     keep: Option<(Box<[u8]>, u64)>,
+    /// The question's name as the client wrote it (a single plain question only), which answers point back to.
+    question_name: Option<Box<[u8]>>,
     cache: Arc<AnswerCache>,
+}
+
+/// Lets the names of an answer point back to the question's name (`name`, as the client wrote it, which the
+/// response repeats at offset 12), by writing it where it will be and telling `encoder` where each of its
+/// suffixes starts. hickory-server writes the question from the request's own bytes and registers them as one
+/// run that ends past the type and class, which no name ever matches, so without this every answer repeats the
+/// question's name in full: 35 more bytes in an answer to `<svc>.<ns>.svc.cluster.local`, on the wire and in
+/// the cache.
+fn point_back_to_question(encoder: &mut BinEncoder<'_>, name: &[u8]) -> Result<(), ProtoError> {
+    encoder.emit_vec(&[0; HEADER])?;
+    encoder.emit_vec(name)?;
+    let labels_end = HEADER + name.len() - 1; // before the root label
+    let mut at = HEADER;
+    while at < labels_end {
+        encoder.store_label_pointer(at, labels_end);
+        at += 1 + usize::from(name[at - HEADER]);
+    }
+    encoder.set_offset(0);
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -197,6 +222,9 @@ impl ResponseHandler for Reply {
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(limit);
+        if let Some(name) = &self.question_name {
+            point_back_to_question(&mut encoder, name)?;
+        }
         let info = match response.destructive_emit(&mut encoder) {
             Ok(info) => info,
             Err(e) => {

@@ -238,3 +238,30 @@ async fn a_repeated_question_comes_from_the_cache_until_the_zone_changes() {
     assert!(metric(hits) > after_two, "the case variant was a hit");
     server.shutdown().await;
 }
+
+/// The size dig reports of the response to `args`.
+fn response_size(port: u16, args: &[&str]) -> Option<usize> {
+    let reply = dig(port, args);
+    reply.lines().find_map(|l| l.strip_prefix(";; MSG SIZE  rcvd: ")).and_then(|n| n.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_name_the_question_by_pointing_back_to_it() {
+    let (server, port, _) = start(&[]).await;
+    let sizes = tokio::task::spawn_blocking(move || {
+        let a = ["+noedns", "numbers-api.default.svc.cluster.local", "A"];
+        let srv = ["+noedns", "_http._tcp.numbers-api.default.svc.cluster.local", "SRV"];
+        // Each twice: made, then from the cache.
+        [response_size(port, &a), response_size(port, &a), response_size(port, &srv), response_size(port, &srv)]
+    })
+    .await
+    .unwrap_or_else(|e| panic!("dig: {e}"));
+    // Header 12; the question (its 39-byte name, type, class); the A record: a 2-byte pointer to the question's
+    // name, type, class, TTL, length, address.
+    let a = 12 + 39 + 4 + (2 + 10 + 4);
+    // The SRV record's owner points to the question's name; its target is written out (RFC 2782 forbids
+    // compressing it), and the name of the target's address in the additional section points to that.
+    let srv = 12 + 50 + 4 + (2 + 10 + 6 + 39) + (2 + 10 + 4);
+    assert_eq!(sizes, [Some(a), Some(a), Some(srv), Some(srv)]);
+    server.shutdown().await;
+}
