@@ -128,8 +128,8 @@ pub struct DnsSample {
     pub delete_visible_ms: Vec<f64>,
     /// The agent's memory after its sync, before any question.
     pub skiff_synced: Memory,
-    /// The agent's live heap (its allocator's count) after its sync and after the load; 0 when unread.
-    pub skiff_heap_kib: (u64, u64),
+    /// The agent's heap after its sync and after the load (zeros when unread).
+    pub skiff_heap: (probe::Heap, probe::Heap),
     /// Skiff first, then the C servers that are installed.
     pub servers: Vec<ServerResult>,
 }
@@ -176,10 +176,10 @@ pub async fn bench_dns(settings: &DnsSettings) -> Result<Vec<DnsSample>, BenchEr
             })
             .collect();
         eprintln!(
-            "[dns] {services} Services: sync {:.0} ms, Skiff's heap {} KiB synced, {} KiB loaded; create visible p50 {:.1} ms, delete p50 {:.1} ms; {}",
+            "[dns] {services} Services: sync {:.0} ms, Skiff's heap {} synced, {} loaded; create visible p50 {:.1} ms, delete p50 {:.1} ms; {}",
             s.sync_ms,
-            s.skiff_heap_kib.0,
-            s.skiff_heap_kib.1,
+            s.skiff_heap.0,
+            s.skiff_heap.1,
             median(&s.create_visible_ms).unwrap_or(f64::NAN),
             median(&s.delete_visible_ms).unwrap_or(f64::NAN),
             line.join("; ")
@@ -292,9 +292,9 @@ async fn baselines(settings: &DnsSettings) -> Result<Baselines, BenchError> {
         probe::dnsperf(SKIFF_DNS, &file, short, None, false)?;
         tokio::time::sleep(settings.settle).await;
         let skiff = settled_memory(&agent).await?;
-        let heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
+        let heap = probe::heap(SKIFF_METRICS).unwrap_or_default();
         eprintln!(
-            "[dns] no Services: Skiff's RSS {} KiB ({} KiB anonymous), heap {heap_kib} KiB",
+            "[dns] no Services: Skiff's RSS {} KiB ({} KiB anonymous), heap {heap}",
             skiff.rss_kib, skiff.anon_kib
         );
         let apex = questions_file(server.dir(), "apex.txt", &["cluster.local SOA".to_string()])?;
@@ -343,7 +343,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
         let sync_ms = synced.duration_since(spawned).as_secs_f64() * 1000.0;
         tokio::time::sleep(settings.settle).await;
         let skiff_synced = settled_memory(&agent).await?;
-        let synced_heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
+        let synced_heap = probe::heap(SKIFF_METRICS).unwrap_or_default();
         let (create_visible_ms, delete_visible_ms) = changes(settings, &server).await?;
 
         let mut lines: Vec<String> = records
@@ -379,7 +379,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
             result.half_load_rate = rate;
         }
         results[0].memory = settled_memory(&agent).await?;
-        let loaded_heap_kib = probe::heap_kib(SKIFF_METRICS).unwrap_or(0);
+        let loaded_heap = probe::heap(SKIFF_METRICS).unwrap_or_default();
         results[0].baseline = baselines.skiff;
         for (result, c) in results.iter_mut().skip(1).zip(&running) {
             result.memory = c.memory()?;
@@ -393,7 +393,7 @@ async fn one_size(settings: &DnsSettings, services: usize, baselines: &Baselines
             create_visible_ms,
             delete_visible_ms,
             skiff_synced,
-            skiff_heap_kib: (synced_heap_kib, loaded_heap_kib),
+            skiff_heap: (synced_heap, loaded_heap),
             servers: results,
         })
     }

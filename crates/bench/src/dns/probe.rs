@@ -114,18 +114,46 @@ pub fn parse_dnsperf(text: &str) -> Option<PerfRun> {
     Some(PerfRun { queries_per_sec, lost_percent, latencies_ms })
 }
 
-/// The live heap of the Skiff process whose metrics listen at `metrics` (`skiff_allocator_allocated_bytes`), in
-/// KiB; `None` when it cannot be read.
-pub fn heap_kib(metrics: SocketAddr) -> Option<u64> {
+/// What the allocator of a Skiff process says of its memory, and what its answer cache holds, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Heap {
+    /// Live allocations (`skiff_allocator_allocated_bytes`).
+    pub allocated_kib: u64,
+    /// The allocator's pages in memory (`skiff_allocator_resident_bytes`).
+    pub resident_kib: u64,
+    /// The answer cache's buffer (`skiff_dns_cache_bytes`) and its entries (`coredns_cache_entries`).
+    pub cache_kib: u64,
+    pub cache_entries: u64,
+}
+
+impl std::fmt::Display for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} KiB (allocator resident {} KiB; answer cache {} answers, {} KiB)",
+            self.allocated_kib, self.resident_kib, self.cache_entries, self.cache_kib
+        )
+    }
+}
+
+/// The [`Heap`] of the Skiff process whose metrics listen at `metrics`; `None` when they cannot be read.
+pub fn heap(metrics: SocketAddr) -> Option<Heap> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
-    let line = text.lines().find(|l| l.starts_with("skiff_allocator_allocated_bytes "))?;
-    let bytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(bytes as u64 / 1024)
+    let value = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|v| v as u64)
+    };
+    Some(Heap {
+        allocated_kib: value("skiff_allocator_allocated_bytes")? / 1024,
+        resident_kib: value("skiff_allocator_resident_bytes").unwrap_or(0) / 1024,
+        cache_kib: value("skiff_dns_cache_bytes").unwrap_or(0) / 1024,
+        cache_entries: value("coredns_cache_entries").unwrap_or(0),
+    })
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
         let _ = writeln!(
             out,
             "\nSkiff: agent RSS (anonymous) {:.1} MiB ({:.1}) after its sync, {:.1} MiB ({:.1}) after the load (answer \
-             cache full), {:.1} MiB ({:.1}) with no Services; live heap {} KiB after the sync, {} KiB after the load; \
+             cache full), {:.1} MiB ({:.1}) with no Services; live heap {} after the sync, {} after the load; \
              half load = {} q/s",
             mib(s.skiff_synced.rss_kib),
             mib(s.skiff_synced.anon_kib),
@@ -74,8 +74,8 @@ pub fn render(settings: &DnsSettings, samples: &[DnsSample]) -> String {
             skiff.map_or(f64::NAN, |r| mib(r.memory.anon_kib)),
             skiff.map_or(f64::NAN, |r| mib(r.baseline.rss_kib)),
             skiff.map_or(f64::NAN, |r| mib(r.baseline.anon_kib)),
-            s.skiff_heap_kib.0,
-            s.skiff_heap_kib.1,
+            s.skiff_heap.0,
+            s.skiff_heap.1,
             skiff.map_or(0, |r| r.half_load_rate),
         );
         let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
