@@ -19,6 +19,7 @@ pub mod cache;
 pub mod forward;
 pub mod metrics;
 pub mod server;
+pub mod services;
 pub mod udp;
 pub mod watch;
 pub mod zone;

@@ -30,6 +30,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::services::ServiceTable;
+
 /// The schema version of the specification this zone implements.
 pub const SCHEMA_VERSION: &str = "1.1.0";
 
@@ -78,11 +80,37 @@ impl NamedPort {
     }
 }
 
+/// A Service's cluster IPs, kept inline: at most one per family, so at most two (the API server allows no more
+/// in `spec.clusterIPs`; past two, the first two are kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterIps {
+    ips: [IpAddr; 2],
+    length: u8,
+}
+
+impl ClusterIps {
+    pub fn as_slice(&self) -> &[IpAddr] {
+        &self.ips[..usize::from(self.length)]
+    }
+}
+
+impl From<Vec<IpAddr>> for ClusterIps {
+    fn from(ips: Vec<IpAddr>) -> ClusterIps {
+        let unset = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let mut kept = ClusterIps { ips: [unset; 2], length: 0 };
+        for (slot, ip) in kept.ips.iter_mut().zip(ips) {
+            *slot = ip;
+            kept.length += 1;
+        }
+        kept
+    }
+}
+
 /// How a Service resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind {
     /// To its cluster IPs (none yet: the name exists without addresses).
-    ClusterIp(Box<[IpAddr]>),
+    ClusterIp(ClusterIps),
     /// `clusterIP: None`: to its ready endpoints.
     Headless,
     /// To another name.
@@ -127,7 +155,7 @@ impl ServiceInfo {
                 .collect();
             ips.sort();
             ips.dedup();
-            ServiceKind::ClusterIp(ips.into())
+            ServiceKind::ClusterIp(ClusterIps::from(ips))
         };
         let ports = spec
             .ports
@@ -202,7 +230,8 @@ pub struct Answer {
 pub struct Zone {
     config: ZoneConfig,
     origin: Name,
-    services: HashMap<ObjectKey, ServiceInfo>,
+    /// Services by namespace and name, and by cluster IP.
+    services: ServiceTable,
     /// Service → its slices, by slice name.
     slices: HashMap<ObjectKey, Vec<(Arc<str>, SliceInfo)>>,
     /// Slice → its Service.
@@ -211,8 +240,6 @@ pub struct Zone {
     port_lists: HashSet<Arc<[NamedPort]>>,
     /// Namespace → how many Services it has (its key is the one copy of the name every key shares).
     namespaces: HashMap<Arc<str>, usize>,
-    /// Cluster IP → its Service (the API server gives each cluster IP to one Service).
-    cluster_ips: HashMap<IpAddr, ObjectKey>,
     /// A headless Service's endpoint address → the Services and host labels naming it.
     endpoint_names: HashMap<IpAddr, Vec<(ObjectKey, Box<str>)>>,
     /// The SOA serial: the time of the last change.
@@ -281,12 +308,11 @@ impl Zone {
         Zone {
             config,
             origin,
-            services: HashMap::new(),
+            services: ServiceTable::default(),
             slices: HashMap::new(),
             slice_service: HashMap::new(),
             port_lists: HashSet::new(),
             namespaces: HashMap::new(),
-            cluster_ips: HashMap::new(),
             endpoint_names: HashMap::new(),
             serial: now_serial(),
             generation: crate::cache::Generation::default(),
@@ -322,9 +348,9 @@ impl Zone {
         let replaced = match info {
             Some(mut info) => {
                 info.ports = self.shared_ports(info.ports);
-                self.services.insert(key.clone(), info)
+                self.services.insert(key.0.clone(), &key.1, info)
             }
-            None => self.services.remove(&key),
+            None => self.services.remove(&key.0, &key.1),
         };
         let had = replaced.is_some();
         if let Some(old) = replaced
@@ -333,7 +359,7 @@ impl Zone {
             // Only the set and `old` hold the list: no Service has it any more.
             self.port_lists.remove(&old.ports);
         }
-        let has = self.services.contains_key(&key);
+        let has = self.services.get(&key.0, &key.1).is_some();
         if has && !had {
             *self.namespaces.entry(key.0.clone()).or_default() += 1;
         } else if had && !has {
@@ -352,27 +378,48 @@ impl Zone {
     pub fn set_slice(&mut self, key: ObjectKey, slice: Option<(ObjectKey, SliceInfo)>) {
         let key = self.shared(key);
         let slice = slice.map(|(service, info)| (self.shared(service), info));
-        if let Some(service) = self.slice_service.remove(&key) {
+        let old = self.slice_service.remove(&key);
+        // A slice of a Service that resolves without endpoints (ClusterIP, ExternalName) is not kept.
+        let new = slice.filter(|((namespace, name), _)| {
+            self.services.get(namespace, name).is_none_or(|s| s.info.resolves_to_endpoints())
+        });
+        let in_place = matches!((&old, &new), (Some(old), Some((service, _))) if old == service);
+        if in_place && let Some((service, info)) = new {
+            // An update in place: one change to the Service, seen from before the old slice went.
             let before = self.reverse_entries(&service);
-            if let Some(slices) = self.slices.get_mut(&service) {
-                slices.retain(|(name, _)| *name != key.1);
-                if slices.is_empty() {
-                    self.slices.remove(&service);
-                }
-            }
+            self.remove_slice_entry(&service, &key.1);
+            self.insert_slice_entry(key, service.clone(), info);
+            self.changed(&service, before);
+            return;
+        }
+        if let Some(service) = old {
+            let before = self.reverse_entries(&service);
+            self.remove_slice_entry(&service, &key.1);
             self.changed(&service, before);
         }
-        if let Some((service, info)) = slice {
-            if self.services.get(&service).is_some_and(|s| !s.resolves_to_endpoints()) {
-                return;
-            }
+        if let Some((service, info)) = new {
             let before = self.reverse_entries(&service);
-            let slices = self.slices.entry(service.clone()).or_default();
-            let at = slices.partition_point(|(name, _)| *name < key.1);
-            slices.insert(at, (key.1.clone(), info));
-            self.slice_service.insert(key, service.clone());
+            self.insert_slice_entry(key, service.clone(), info);
             self.changed(&service, before);
         }
+    }
+
+    /// Drops the slice `name` from `service`'s list (and the list, when it empties).
+    fn remove_slice_entry(&mut self, service: &ObjectKey, name: &str) {
+        if let Some(slices) = self.slices.get_mut(service) {
+            slices.retain(|(own, _)| &**own != name);
+            if slices.is_empty() {
+                self.slices.remove(service);
+            }
+        }
+    }
+
+    /// Adds the slice `key` to `service`'s list, kept sorted by name.
+    fn insert_slice_entry(&mut self, key: ObjectKey, service: ObjectKey, info: SliceInfo) {
+        let slices = self.slices.entry(service.clone()).or_default();
+        let at = slices.partition_point(|(name, _)| *name < key.1);
+        slices.insert(at, (key.1.clone(), info));
+        self.slice_service.insert(key, service);
     }
 
     /// The zone's copy of a list of ports (`ports` becomes it when the zone has none).
@@ -384,20 +431,21 @@ impl Zone {
         ports
     }
 
-    /// `key` with its namespace the zone's own copy, when it has one, so that keys share it; and its name the
-    /// Service's own, when it is a Service's.
+    /// `key` with its namespace the zone's own copy, when it has one, so that keys share it.
     fn shared(&self, (namespace, name): ObjectKey) -> ObjectKey {
         let namespace = self.namespaces.get_key_value(&namespace).map_or(namespace, |(ns, _)| ns.clone());
-        let key = (namespace, name);
-        match self.services.get_key_value(&key) {
-            Some((own, _)) => own.clone(),
-            None => key,
-        }
+        (namespace, name)
     }
 
     /// Removes every Service `keep` does not hold (after a relist applied the ones it named).
     pub fn retain_services(&mut self, keep: &HashSet<ObjectKey>) {
-        let gone: Vec<ObjectKey> = self.services.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        let keep: HashSet<(&str, &str)> = keep.iter().map(|(namespace, name)| (&**namespace, &**name)).collect();
+        let gone: Vec<ObjectKey> = self
+            .services
+            .iter()
+            .filter(|s| !keep.contains(&(&**s.namespace, s.name)))
+            .map(|s| (s.namespace.clone(), s.name.into()))
+            .collect();
         for key in gone {
             self.set_service(key, None);
         }
@@ -418,38 +466,30 @@ impl Zone {
         self.services.shrink_to_fit();
         self.slices.shrink_to_fit();
         self.slice_service.shrink_to_fit();
-        self.cluster_ips.shrink_to_fit();
         self.endpoint_names.shrink_to_fit();
     }
 
-    /// The reverse names Service `key` gives now: each address, with the host label under the Service's name
-    /// that names it (none: the Service's own name, for a cluster IP).
-    fn reverse_entries(&self, key: &ObjectKey) -> Vec<(IpAddr, Option<Box<str>>)> {
-        let Some(service) = self.services.get(key) else { return Vec::new() };
-        match &service.kind {
-            ServiceKind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
-            ServiceKind::Headless => self
-                .usable_endpoints(key, service)
-                .into_iter()
-                .filter_map(|e| Some((e, e.host_label()?)))
-                .flat_map(|(e, host)| e.ips.iter().map(move |ip| (*ip, Some(host.clone()))))
-                .collect(),
-            ServiceKind::ExternalName(_) => Vec::new(),
+    /// The endpoint names headless Service `key` gives now: each address, with the host label under the
+    /// Service's name that names it. (Cluster IPs are the [`ServiceTable`]'s to index.)
+    fn reverse_entries(&self, key: &ObjectKey) -> Vec<(IpAddr, Box<str>)> {
+        let Some(service) = self.services.get(&key.0, &key.1) else { return Vec::new() };
+        if service.info.kind != ServiceKind::Headless {
+            return Vec::new();
         }
+        self.usable_endpoints(key, service.info)
+            .into_iter()
+            .filter_map(|e| Some((e, e.host_label()?)))
+            .flat_map(|(e, host)| e.ips.iter().map(move |ip| (*ip, host.clone())))
+            .collect()
     }
 
     /// Records a change to Service `key` (its Service or slices), whose reverse names were `before`: retires
     /// cached answers and brings the reverse index up to date.
-    fn changed(&mut self, key: &ObjectKey, before: Vec<(IpAddr, Option<Box<str>>)>) {
+    fn changed(&mut self, key: &ObjectKey, before: Vec<(IpAddr, Box<str>)>) {
         self.serial = self.serial.wrapping_add(1).max(now_serial());
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
-        for (ip, host) in before {
-            if host.is_none() {
-                // Another Service may have the address by now (a relist applies the new before removing the old).
-                if self.cluster_ips.get(&ip) == Some(key) {
-                    self.cluster_ips.remove(&ip);
-                }
-            } else if let Some(names) = self.endpoint_names.get_mut(&ip) {
+        for (ip, _) in before {
+            if let Some(names) = self.endpoint_names.get_mut(&ip) {
                 names.retain(|(owner, _)| owner != key);
                 if names.is_empty() {
                     self.endpoint_names.remove(&ip);
@@ -457,19 +497,12 @@ impl Zone {
             }
         }
         for (ip, host) in self.reverse_entries(key) {
-            match host {
-                None => {
-                    self.cluster_ips.insert(ip, key.clone());
-                }
-                Some(host) => {
-                    let names = self.endpoint_names.entry(ip).or_default();
-                    if !names.iter().any(|(owner, h)| owner == key && *h == host) {
-                        // Nearly every address has one name: no room kept for more.
-                        names.reserve_exact(1);
-                        names.push((key.clone(), host));
-                        names.sort();
-                    }
-                }
+            let names = self.endpoint_names.entry(ip).or_default();
+            if !names.iter().any(|(owner, h)| owner == key && *h == host) {
+                // Nearly every address has one name: no room kept for more.
+                names.reserve_exact(1);
+                names.push((key.clone(), host));
+                names.sort();
             }
         }
     }
@@ -477,9 +510,9 @@ impl Zone {
     /// The names pointing at `ip`, sorted: its Service's (a cluster IP), its headless endpoints'.
     fn reverse_names(&self, ip: &IpAddr) -> Vec<Name> {
         let mut names: Vec<Name> =
-            self.cluster_ips.get(ip).and_then(|key| self.service_name(key)).into_iter().collect();
-        for (key, host) in self.endpoint_names.get(ip).into_iter().flatten() {
-            names.extend(self.service_name(key).and_then(|service| name_under(&[host], &service)));
+            self.services.by_cluster_ip(ip).and_then(|s| self.service_name(s.namespace, s.name)).into_iter().collect();
+        for ((namespace, name), host) in self.endpoint_names.get(ip).into_iter().flatten() {
+            names.extend(self.service_name(namespace, name).and_then(|service| name_under(&[host], &service)));
         }
         names.sort();
         names.dedup();
@@ -487,7 +520,7 @@ impl Zone {
     }
 
     /// `<svc>.<ns>.svc.<zone>.`
-    fn service_name(&self, (namespace, name): &ObjectKey) -> Option<Name> {
+    fn service_name(&self, namespace: &str, name: &str) -> Option<Name> {
         name_under(&[name, namespace, "svc"], &self.origin)
     }
 
@@ -595,15 +628,9 @@ impl Zone {
                 }
             }
             [pod, _namespace, "pod"] => self.pod(&qname, pod, qtype),
-            [service, namespace, "svc"] => self.service(&qname, &((*namespace).into(), (*service).into()), qtype),
-            [first, service, namespace, "svc"] => {
-                let key = ((*namespace).into(), (*service).into());
-                self.endpoint_or_protocol(&key, first, qtype)
-            }
-            [port, protocol, service, namespace, "svc"] => {
-                let key = ((*namespace).into(), (*service).into());
-                self.srv(&qname, &key, port, protocol, qtype)
-            }
+            [service, namespace, "svc"] => self.service(&qname, namespace, service, qtype),
+            [first, service, namespace, "svc"] => self.endpoint_or_protocol(namespace, service, first, qtype),
+            [port, protocol, service, namespace, "svc"] => self.srv(&qname, namespace, service, port, protocol, qtype),
             _ => self.no_name(),
         })
     }
@@ -622,17 +649,20 @@ impl Zone {
     }
 
     /// `<svc>.<ns>.svc`.
-    fn service(&self, qname: &Name, key: &ObjectKey, qtype: RecordType) -> Answer {
+    fn service(&self, qname: &Name, namespace: &str, name: &str, qtype: RecordType) -> Answer {
         let ttl = self.config.ttl;
-        let Some(service) = self.services.get(key) else { return self.no_name() };
+        let Some(service) = self.services.get(namespace, name).map(|s| s.info) else { return self.no_name() };
         match &service.kind {
             ServiceKind::ClusterIp(ips) => {
-                let answers =
-                    ips.iter().filter(|ip| family_matches(ip, qtype)).map(|ip| address_record(qname.clone(), ttl, *ip));
+                let answers = ips
+                    .as_slice()
+                    .iter()
+                    .filter(|ip| family_matches(ip, qtype))
+                    .map(|ip| address_record(qname.clone(), ttl, *ip));
                 self.reply(ResponseCode::NoError, answers.collect(), Vec::new())
             }
             ServiceKind::Headless => {
-                let endpoints = self.usable_endpoints(key, service);
+                let endpoints = self.usable_endpoints(&(namespace.into(), name.into()), service);
                 if endpoints.is_empty() {
                     return self.no_name();
                 }
@@ -654,17 +684,17 @@ impl Zone {
 
     /// `<hostname>.<svc>.<ns>.svc` (a headless Service's endpoint), or `_<proto>.<svc>.<ns>.svc` (a name above
     /// SRV records, which exists without records of its own).
-    fn endpoint_or_protocol(&self, key: &ObjectKey, label: &str, qtype: RecordType) -> Answer {
-        let Some(service) = self.services.get(key) else { return self.no_name() };
+    fn endpoint_or_protocol(&self, namespace: &str, name: &str, label: &str, qtype: RecordType) -> Answer {
+        let Some(service) = self.services.get(namespace, name).map(|s| s.info) else { return self.no_name() };
         if let Some(protocol) = label.strip_prefix('_') {
             return if service.ports.iter().any(|p| p.protocol == protocol) { self.no_data() } else { self.no_name() };
         }
         if service.kind != ServiceKind::Headless {
             return self.no_name();
         }
-        let Some(service_name) = self.service_name(key) else { return self.no_name() };
+        let Some(service_name) = self.service_name(namespace, name) else { return self.no_name() };
         let Some(qname) = name_under(&[label], &service_name) else { return self.no_name() };
-        let endpoints = self.usable_endpoints(key, service);
+        let endpoints = self.usable_endpoints(&(namespace.into(), name.into()), service);
         let matching: Vec<&&EndpointInfo> =
             endpoints.iter().filter(|e| e.host_label().as_deref() == Some(label)).collect();
         if matching.is_empty() {
@@ -681,8 +711,8 @@ impl Zone {
     }
 
     /// `_<port>._<proto>.<svc>.<ns>.svc`: SRV.
-    fn srv(&self, qname: &Name, key: &ObjectKey, port: &str, protocol: &str, qtype: RecordType) -> Answer {
-        let Some(service) = self.services.get(key) else { return self.no_name() };
+    fn srv(&self, qname: &Name, namespace: &str, name: &str, port: &str, protocol: &str, qtype: RecordType) -> Answer {
+        let Some(service) = self.services.get(namespace, name).map(|s| s.info) else { return self.no_name() };
         let (Some(port), Some(protocol)) = (port.strip_prefix('_'), protocol.strip_prefix('_')) else {
             return self.no_name();
         };
@@ -693,13 +723,14 @@ impl Zone {
             return self.no_data();
         }
         let ttl = self.config.ttl;
-        let Some(service_name) = self.service_name(key) else { return self.no_name() };
+        let Some(service_name) = self.service_name(namespace, name) else { return self.no_name() };
         // Targets with their addresses.
         let targets: Vec<(Name, u16, Vec<IpAddr>)> = match &service.kind {
-            ServiceKind::ClusterIp(ips) => vec![(service_name, named.port, ips.to_vec())],
+            ServiceKind::ClusterIp(ips) => vec![(service_name, named.port, ips.as_slice().to_vec())],
             ServiceKind::Headless => {
-                let Some(target_port) = self.endpoint_port(key, named) else { return self.no_data() };
-                self.usable_endpoints(key, service)
+                let key = (namespace.into(), name.into());
+                let Some(target_port) = self.endpoint_port(&key, named) else { return self.no_data() };
+                self.usable_endpoints(&key, service)
                     .into_iter()
                     .filter_map(|e| {
                         Some((name_under(&[&e.host_label()?], &service_name)?, target_port, e.ips.to_vec()))
@@ -906,7 +937,8 @@ mod tests {
         zone.set_service(key("a", "one"), Some(service("10.43.0.1")));
         zone.set_service(key("a", "two"), Some(service("10.43.0.2")));
         assert_eq!(zone.port_lists.len(), 1);
-        assert!(Arc::ptr_eq(&zone.services[&key("a", "one")].ports, &zone.services[&key("a", "two")].ports));
+        let ports = |name: &str| zone.services.get("a", name).map(|s| s.info.ports.clone());
+        assert!(matches!((ports("one"), ports("two")), (Some(one), Some(two)) if Arc::ptr_eq(&one, &two)));
         zone.set_service(key("a", "one"), None);
         assert_eq!(zone.port_lists.len(), 1, "two still has it");
         zone.set_service(key("a", "two"), Some(ServiceInfo { ports: Vec::new().into(), ..service("10.43.0.2") }));
