@@ -33,7 +33,7 @@ use crate::metrics::{CachedCounters, Metrics};
 /// The most bytes of entries kept (about 75,000 answers); past it the cache starts over.
 const MAX_BYTES: usize = 8 << 20;
 /// The DNS header's length; the question starts here.
-const HEADER: usize = 12;
+pub(crate) const HEADER: usize = 12;
 /// An entry's own header: its key's fingerprint (16 bytes), its kept response's length (2) and its counters (1).
 const ENTRY_HEADER: usize = 19;
 

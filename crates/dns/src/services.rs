@@ -55,6 +55,17 @@ fn cluster_ips(info: &ServiceInfo) -> &[IpAddr] {
     }
 }
 
+/// `entry`'s name in `names`.
+fn name_in<'a>(names: &'a str, entry: &Entry) -> &'a str {
+    let at = entry.name_at as usize;
+    &names[at..at + usize::from(entry.name_length)]
+}
+
+/// The cluster IP a slot of the IP index stands for.
+fn slot_ip(entries: &[Entry], slot: u32) -> Option<&IpAddr> {
+    cluster_ips(&entries[(slot >> 1) as usize].info).get((slot & 1) as usize)
+}
+
 impl Default for ServiceTable {
     fn default() -> Self {
         ServiceTable {
@@ -78,8 +89,7 @@ impl ServiceTable {
     }
 
     fn name_of(&self, entry: &Entry) -> &str {
-        let at = entry.name_at as usize;
-        &self.names[at..at + usize::from(entry.name_length)]
+        name_in(&self.names, entry)
     }
 
     fn hash_name(&self, namespace: &str, name: &str) -> u64 {
@@ -118,9 +128,7 @@ impl ServiceTable {
     }
 
     fn find_ip(&self, ip: &IpAddr) -> Option<u32> {
-        let entries = &self.entries;
-        let holds = |slot: u32| cluster_ips(&entries[(slot >> 1) as usize].info).get((slot & 1) as usize) == Some(ip);
-        self.by_cluster_ip.find(self.hash_ip(ip), |&slot| holds(slot)).copied()
+        self.by_cluster_ip.find(self.hash_ip(ip), |&slot| slot_ip(&self.entries, slot) == Some(ip)).copied()
     }
 
     /// Every Service, in no particular order.
@@ -147,8 +155,7 @@ impl ServiceTable {
         let Self { entries, names, by_name, hasher, .. } = self;
         by_name.insert_unique(hash, index as u32, |&i| {
             let entry = &entries[i as usize];
-            let at = entry.name_at as usize;
-            hasher.hash_one((&*entry.namespace, &names[at..at + usize::from(entry.name_length)]))
+            hasher.hash_one((&*entry.namespace, name_in(names, entry)))
         });
         self.index_ips(index);
         None
@@ -194,11 +201,11 @@ impl ServiceTable {
         for (k, (hash, ip)) in ips.into_iter().enumerate() {
             let slot = (index as u32) << 1 | k as u32;
             let Self { entries, by_cluster_ip, hasher, .. } = self;
-            let ip_of = |s: u32| cluster_ips(&entries[(s >> 1) as usize].info).get((s & 1) as usize).copied();
-            match by_cluster_ip.find_mut(hash, |&s| ip_of(s) == Some(ip)) {
+            match by_cluster_ip.find_mut(hash, |&s| slot_ip(entries, s) == Some(&ip)) {
                 Some(taken) => *taken = slot,
                 None => {
-                    by_cluster_ip.insert_unique(hash, slot, |&s| ip_of(s).map_or(0, |ip| hasher.hash_one(ip)));
+                    by_cluster_ip
+                        .insert_unique(hash, slot, |&s| slot_ip(entries, s).map_or(0, |ip| hasher.hash_one(ip)));
                 }
             }
         }
@@ -219,8 +226,7 @@ impl ServiceTable {
     fn compact_names(&mut self) {
         let mut names = String::with_capacity(self.names.len() - self.unused);
         for entry in &mut self.entries {
-            let at = entry.name_at as usize;
-            let name = &self.names[at..at + usize::from(entry.name_length)];
+            let name = name_in(&self.names, entry);
             // Shorter than before, so it fits in a u32 as before.
             entry.name_at = names.len() as u32;
             names.push_str(name);
@@ -236,12 +242,9 @@ impl ServiceTable {
         let Self { entries, names, by_name, by_cluster_ip, hasher, .. } = self;
         by_name.shrink_to_fit(|&i| {
             let entry = &entries[i as usize];
-            let at = entry.name_at as usize;
-            hasher.hash_one((&*entry.namespace, &names[at..at + usize::from(entry.name_length)]))
+            hasher.hash_one((&*entry.namespace, name_in(names, entry)))
         });
-        by_cluster_ip.shrink_to_fit(|&s| {
-            cluster_ips(&entries[(s >> 1) as usize].info).get((s & 1) as usize).map_or(0, |ip| hasher.hash_one(ip))
-        });
+        by_cluster_ip.shrink_to_fit(|&s| slot_ip(entries, s).map_or(0, |ip| hasher.hash_one(ip)));
     }
 }
 

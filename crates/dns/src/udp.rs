@@ -27,7 +27,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{self, AnswerCache};
+use crate::cache::{self, AnswerCache, HEADER};
 use crate::metrics::Metrics;
 use crate::server::Handler;
 
@@ -35,8 +35,6 @@ use crate::server::Handler;
 const STOP_POLL: Duration = Duration::from_millis(200);
 /// The largest datagram read (a question is far smaller; a longer one is cut and answered FORMERR).
 const DATAGRAM: usize = 4096;
-/// The DNS header's length; the question starts here.
-const HEADER: usize = 12;
 
 /// The socket threads; they stop when the token passed to [`listen`] fires.
 pub struct UdpListener {
@@ -131,6 +129,7 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             socket: socket.clone(),
             destination: source,
             keep: question.map(|_| (key.as_slice().into(), shared.cache.generation())),
+            // The name: the question less its type and class.
             question_name: question.map(|end| request[HEADER..end - 4].into()),
             cache: shared.cache.clone(),
         };
