@@ -160,7 +160,7 @@ impl AnswerCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Writes the response to `request` into `out` when a current one is kept (`key` is the request's key, its
+    /// Appends the response to `request` to `out` when a current one is kept (`key` is the request's key, its
     /// question ends at `end`), counting the hit or the miss.
     pub fn answer(&self, request: &[u8], end: usize, key: &[u8], out: &mut Vec<u8>) -> bool {
         let generation = self.generation();
@@ -177,7 +177,6 @@ impl AnswerCache {
             self.metrics.cache_misses.inc();
             return false;
         };
-        out.clear();
         out.extend_from_slice(&request[..2]);
         out.extend_from_slice(&kept.response[..HEADER - 2]);
         out.extend_from_slice(&request[HEADER..end]);

@@ -265,3 +265,82 @@ async fn answers_name_the_question_by_pointing_back_to_it() {
     assert_eq!(sizes, [Some(a), Some(a), Some(srv), Some(srv)]);
     server.shutdown().await;
 }
+
+/// A question on the wire: `id`, recursion desired, one question for `name` of `qtype`, class IN.
+fn question(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut bytes = [id.to_be_bytes(), [0x01, 0x00], [0, 1], [0, 0], [0, 0], [0, 0]].concat();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        bytes.push(u8::try_from(label.len()).unwrap_or(63));
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.push(0);
+    bytes.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    bytes.extend_from_slice(&[0, 1]);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_questions_from_many_clients_gets_every_answer_to_its_own_client() {
+    let (server, port, _) = start(&[]).await;
+    let answers = tokio::task::spawn_blocking(move || {
+        let asked = [
+            ("numbers-api.default.svc.cluster.local.", RecordType::A),
+            ("_http._tcp.numbers-api.default.svc.cluster.local.", RecordType::SRV),
+            ("nothere.default.svc.cluster.local.", RecordType::A),
+        ];
+        let clients: Vec<std::net::UdpSocket> =
+            (0..4).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
+        // Every question is written before any answer is read, so the server finds many waiting at once.
+        for (c, client) in clients.iter().enumerate() {
+            for n in 0..30u16 {
+                let (name, qtype) = asked[usize::from(n) % asked.len()];
+                let id = u16::try_from(c).unwrap_or(0) * 1000 + n;
+                client.send_to(&question(id, name, qtype), ("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        clients
+            .iter()
+            .map(|client| {
+                client.set_read_timeout(Some(Duration::from_secs(5))).unwrap_or_else(|e| panic!("{e}"));
+                let mut buffer = [0u8; 4096];
+                let mut got = Vec::new();
+                while let Ok(length) = client.recv(&mut buffer) {
+                    let message = hickory_proto::op::Message::from_vec(&buffer[..length])
+                        .unwrap_or_else(|e| panic!("a well-formed answer: {e}"));
+                    let name = message.queries.first().map(|q| q.name().to_string()).unwrap_or_default();
+                    let data: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
+                    got.push((message.metadata.id, name, message.metadata.response_code, data));
+                    if got.len() == 30 {
+                        break;
+                    }
+                }
+                got.sort_by_key(|answer| answer.0);
+                got
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("clients: {e}"));
+    for (c, got) in answers.iter().enumerate() {
+        assert_eq!(got.len(), 30, "client {c} got every answer: {got:?}");
+        for (n, (id, name, code, data)) in got.iter().enumerate() {
+            let n = u16::try_from(n).unwrap_or(0);
+            assert_eq!(*id, u16::try_from(c).unwrap_or(0) * 1000 + n, "client {c}'s own answers");
+            match n % 3 {
+                0 => {
+                    assert_eq!(name, "numbers-api.default.svc.cluster.local.");
+                    assert_eq!(
+                        (*code, data.as_slice()),
+                        (ResponseCode::NoError, ["10.43.0.20".to_string()].as_slice())
+                    );
+                }
+                1 => {
+                    assert_eq!(name, "_http._tcp.numbers-api.default.svc.cluster.local.");
+                    assert_eq!(data, &["0 100 80 numbers-api.default.svc.cluster.local.".to_string()]);
+                }
+                _ => assert_eq!((name.as_str(), *code), ("nothere.default.svc.cluster.local.", ResponseCode::NXDomain)),
+            }
+        }
+    }
+    server.shutdown().await;
+}
