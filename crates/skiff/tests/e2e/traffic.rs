@@ -344,3 +344,34 @@ fn external_traffic_policy_local_keeps_the_client_address_and_reports_local_endp
     assert!(client.starts_with("10.42."), "the node's pod-network address: {client}");
     eventually(20, "the health check port to close", || (outside.curl(&health_url).0 == 0).then_some(()));
 }
+
+/// Chapter 3's lab with our solution: two versions of the website run under one `app` label, and the Service that
+/// also selects `version: v2` publishes only version 2 on 8088 (on the node's localhost, as the book's Docker
+/// Desktop does), while `numbers-api` resolves for the website.
+#[test]
+fn the_lab_publishes_only_version_2_of_the_website_on_8088() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &example("lab/deployments.yaml"),
+        "-f",
+        &example("lab/numbers-api-service.yaml"),
+        "-f",
+        &example("lab/numbers-web-v2-service.yaml"),
+    ]);
+    wait_ready(&c, "app=lab-numbers-web", 2);
+    wait_ready(&c, "app=lab-numbers-api", 1);
+    let v2_ip =
+        c.ok(&["get", "pods", "-l", "app=lab-numbers-web,version=v2", "-o", "jsonpath={.items[0].status.podIP}"]);
+    eventually(30, "the v2 pod as the Service's only endpoint", || {
+        let addresses =
+            c.ok(&["get", "endpoints", "lab-numbers-web-v2", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
+        (addresses == v2_ip).then_some(())
+    });
+    eventually(20, "the website on localhost:8088", || c.in_node(|| get_local(8088, "/")).ok());
+    for _ in 0..10 {
+        let page = c.in_node(|| get_local(8088, "/")).unwrap_or_else(|e| panic!("localhost:8088: {e}"));
+        assert!(page.contains("ch03-numbers-web:v2"), "only version 2 answers: {page}");
+    }
+}
