@@ -1,6 +1,7 @@
 //! The UDP listener: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads clients
-//! over them), each read by a thread of its own that answers a repeated question from the [`AnswerCache`]
-//! straight away. Any other question goes to the [`Handler`], the same one TCP uses: it is polled on the socket's
+//! over them), each read by a thread of its own that takes every question waiting (up to a batch, one
+//! `recvmmsg`), answers the repeated ones from the [`AnswerCache`] straight away and sends those answers
+//! together (one `sendmmsg`). Any other question goes to the [`Handler`], the same one TCP uses: it is polled on the socket's
 //! thread first, which finishes every question the zone answers without a hop to another thread, and only a
 //! question that has to wait (for upstream) moves to the runtime. Its encoded answer is sent from wherever it
 //! finishes, and kept in the cache when it may be reused.
