@@ -1,8 +1,8 @@
 //! The UDP listener: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads clients
 //! over them), each read by a thread of its own that takes every question waiting (up to a batch, one
 //! `recvmmsg`), answers the repeated ones from the [`AnswerCache`] straight away and sends those answers
-//! together (one `sendmmsg`). Any other question goes to the [`Handler`], the same one TCP uses: it is polled on the socket's
-//! thread first, which finishes every question the zone answers without a hop to another thread, and only a
+//! together (one `sendmmsg`). Any other question goes to the [`Handler`], the same one TCP uses: it is polled
+//! on the socket's thread first, which finishes every question the zone answers without a hop to another thread, and only a
 //! question that has to wait (for upstream) moves to the runtime. Its encoded answer is sent from wherever it
 //! finishes, and kept in the cache when it may be reused.
 //!
@@ -119,7 +119,7 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             let request = &batch.datagrams[n * DATAGRAM..][..length];
             // Shorter than a header, a response, or from port 0: not a question to answer.
             let Some(source) = source.filter(|s| s.port() != 0) else { continue };
-            if length < 12 || request[2] & 0x80 != 0 {
+            if length < HEADER || request[2] & 0x80 != 0 {
                 continue;
             }
             let question = cache::request_key(request, &mut key);
@@ -127,7 +127,8 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             if let Some(end) = question
                 && shared.cache.answer(request, end, &key, &mut batch.answers)
             {
-                batch.replies.push((start..batch.answers.len(), source));
+                batch.replies.push(start..batch.answers.len());
+                batch.destinations.push(Some(source.into()));
                 continue;
             }
             let reply = Reply {
@@ -159,9 +160,10 @@ struct Batch {
     datagrams: Vec<u8>,
     /// Each slot read: its length and sender.
     received: Vec<(usize, Option<SocketAddr>)>,
-    /// The cached answers, one after another, and where each goes.
+    /// The cached answers, one after another: where each lies in `answers` and where it goes.
     answers: Vec<u8>,
-    replies: Vec<(std::ops::Range<usize>, SocketAddr)>,
+    replies: Vec<std::ops::Range<usize>>,
+    destinations: Vec<Option<SockaddrStorage>>,
     receive_headers: MultiHeaders<SockaddrStorage>,
     send_headers: MultiHeaders<SockaddrStorage>,
 }
@@ -173,6 +175,7 @@ impl Batch {
             received: Vec::with_capacity(BATCH),
             answers: Vec::with_capacity(BATCH * 512),
             replies: Vec::with_capacity(BATCH),
+            destinations: Vec::with_capacity(BATCH),
             receive_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
         }
@@ -183,6 +186,7 @@ impl Batch {
         self.received.clear();
         self.answers.clear();
         self.replies.clear();
+        self.destinations.clear();
         let mut slots: Vec<[IoSliceMut<'_>; 1]> =
             self.datagrams.chunks_mut(DATAGRAM).map(|slot| [IoSliceMut::new(slot)]).collect();
         let read =
@@ -195,27 +199,25 @@ impl Batch {
     fn send(&mut self, socket: &UdpSocket) -> usize {
         let (mut from, mut sent) = (0, 0);
         while from < self.replies.len() {
-            let pending = &self.replies[from..];
             let slices: Vec<[IoSlice<'_>; 1]> =
-                pending.iter().map(|(range, _)| [IoSlice::new(&self.answers[range.clone()])]).collect();
-            let destinations: Vec<Option<SockaddrStorage>> =
-                pending.iter().map(|&(_, destination)| Some(destination.into())).collect();
+                self.replies[from..].iter().map(|range| [IoSlice::new(&self.answers[range.clone()])]).collect();
             let no_control: [ControlMessage<'_>; 0] = [];
             match sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.send_headers,
                 slices.iter(),
-                &destinations,
+                &self.destinations[from..],
                 no_control,
                 MsgFlags::empty(),
             ) {
                 Ok(results) => {
-                    let count = results.count().max(1);
+                    let count = results.count();
                     sent += count;
-                    from += count;
+                    from += count.max(1);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, destination = %pending[0].1, "sending a DNS answer failed");
+                    let destination = self.destinations[from].map(|d| d.to_string()).unwrap_or_default();
+                    tracing::debug!(error = %e, %destination, "sending a DNS answer failed");
                     from += 1;
                 }
             }

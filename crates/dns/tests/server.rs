@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::op::{Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
@@ -268,15 +268,10 @@ async fn answers_name_the_question_by_pointing_back_to_it() {
 
 /// A question on the wire: `id`, recursion desired, one question for `name` of `qtype`, class IN.
 fn question(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
-    let mut bytes = [id.to_be_bytes(), [0x01, 0x00], [0, 1], [0, 0], [0, 0], [0, 0]].concat();
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        bytes.push(u8::try_from(label.len()).unwrap_or(63));
-        bytes.extend_from_slice(label.as_bytes());
-    }
-    bytes.push(0);
-    bytes.extend_from_slice(&u16::from(qtype).to_be_bytes());
-    bytes.extend_from_slice(&[0, 1]);
-    bytes
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap_or_else(|e| panic!("{name}: {e}")), qtype));
+    message.to_vec().unwrap_or_else(|e| panic!("encode: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,8 +300,8 @@ async fn a_burst_of_questions_from_many_clients_gets_every_answer_to_its_own_cli
                 let mut buffer = [0u8; 4096];
                 let mut got = Vec::new();
                 while let Ok(length) = client.recv(&mut buffer) {
-                    let message = hickory_proto::op::Message::from_vec(&buffer[..length])
-                        .unwrap_or_else(|e| panic!("a well-formed answer: {e}"));
+                    let message =
+                        Message::from_vec(&buffer[..length]).unwrap_or_else(|e| panic!("a well-formed answer: {e}"));
                     let name = message.queries.first().map(|q| q.name().to_string()).unwrap_or_default();
                     let data: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
                     got.push((message.metadata.id, name, message.metadata.response_code, data));
