@@ -347,7 +347,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_reports_local_endp
 
 /// Chapter 3's lab with our solution: two versions of the website run under one `app` label, and the Service that
 /// also selects `version: v2` publishes only version 2 on 8088 (on the node's localhost, as the book's Docker
-/// Desktop does), while `numbers-api` resolves for the website.
+/// Desktop does), and its Go button gets a number from the API through the `numbers-api` Service.
 #[test]
 fn the_lab_publishes_only_version_2_of_the_website_on_8088() {
     let c = Cluster::start_node(&[]);
@@ -374,4 +374,12 @@ fn the_lab_publishes_only_version_2_of_the_website_on_8088() {
         let page = c.in_node(|| get_local(8088, "/")).unwrap_or_else(|e| panic!("localhost:8088: {e}"));
         assert!(page.contains("ch03-numbers-web:v2"), "only version 2 answers: {page}");
     }
+    // The Go button: the website asks http://numbers-api for a number, by the name the lab's Service gives it.
+    let number = eventually(30, "a number through the Go button", || {
+        let out =
+            c.node_cmd("curl").args(["-s", "-f", "-m", "10", "-X", "POST", "http://localhost:8088/"]).output().ok()?;
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        page.contains("Here it is:").then_some(page)
+    });
+    assert!(number.contains("ch03-numbers-web:v2"), "from version 2: {number}");
 }
