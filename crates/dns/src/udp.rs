@@ -1,10 +1,11 @@
 //! The UDP listener: one socket per core on the same address (`SO_REUSEPORT`, so the kernel spreads clients
 //! over them), each read by a thread of its own that takes every question waiting (up to a batch, one
 //! `recvmmsg`), answers the repeated ones from the [`AnswerCache`] straight away and sends those answers
-//! together (one `sendmmsg`). Any other question goes to the [`Handler`], the same one TCP uses: it is polled
-//! on the socket's thread first, which finishes every question the zone answers without a hop to another thread, and only a
-//! question that has to wait (for upstream) moves to the runtime. Its encoded answer is sent from wherever it
-//! finishes, and kept in the cache when it may be reused.
+//! together (one `sendmmsg`). Only then do the batch's other questions go to the [`Handler`], the same one TCP
+//! uses, so that quick answers never wait for slow ones: it is polled on the socket's thread first, which
+//! finishes every question the zone answers without a hop to another thread, and only a question that has to
+//! wait (for upstream) moves to the runtime. Its encoded answer is sent from wherever it finishes, and kept in
+//! the cache when it may be reused.
 //!
 //! Hand-written here, and why: hickory's UDP server hands every datagram to a task of its own and encodes
 //! every answer afresh, which costs about half the throughput of a C server; the [`AnswerCache`] and the
@@ -115,6 +116,8 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             continue;
         }
         let began = Instant::now();
+        // Cached answers first, sent together; then the questions the cache lacks, so that a batch's quick
+        // answers never wait for its slow ones.
         for (n, &(length, source)) in batch.received.iter().enumerate() {
             let request = &batch.datagrams[n * DATAGRAM..][..length];
             // Shorter than a header, a response, or from port 0: not a question to answer.
@@ -122,15 +125,24 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
             if length < HEADER || request[2] & 0x80 != 0 {
                 continue;
             }
-            let question = cache::request_key(request, &mut key);
             let start = batch.answers.len();
-            if let Some(end) = question
+            if let Some(end) = cache::request_key(request, &mut key)
                 && shared.cache.answer(request, end, &key, &mut batch.answers)
             {
                 batch.replies.push(start..batch.answers.len());
                 batch.destinations.push(Some(source.into()));
-                continue;
+            } else {
+                batch.misses.push((n, source));
             }
+        }
+        let answered = batch.send(socket);
+        let elapsed = began.elapsed().as_secs_f64();
+        for _ in 0..answered {
+            shared.metrics.duration.observe(elapsed);
+        }
+        for &(n, source) in &batch.misses {
+            let request = &batch.datagrams[n * DATAGRAM..][..batch.received[n].0];
+            let question = cache::request_key(request, &mut key);
             let reply = Reply {
                 socket: socket.clone(),
                 destination: source,
@@ -140,11 +152,6 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, stop: &CancellationToken
                 cache: shared.cache.clone(),
             };
             answer(shared, request.to_vec(), reply, began);
-        }
-        let answered = batch.send(socket);
-        let elapsed = began.elapsed().as_secs_f64();
-        for _ in 0..answered {
-            shared.metrics.duration.observe(elapsed);
         }
     }
 }
@@ -164,6 +171,8 @@ struct Batch {
     answers: Vec<u8>,
     replies: Vec<std::ops::Range<usize>>,
     destinations: Vec<Option<SockaddrStorage>>,
+    /// The questions the cache had no answer for (their slot and sender), answered after the cached ones go.
+    misses: Vec<(usize, SocketAddr)>,
     receive_headers: MultiHeaders<SockaddrStorage>,
     send_headers: MultiHeaders<SockaddrStorage>,
 }
@@ -176,6 +185,7 @@ impl Batch {
             answers: Vec::with_capacity(BATCH * 512),
             replies: Vec::with_capacity(BATCH),
             destinations: Vec::with_capacity(BATCH),
+            misses: Vec::with_capacity(BATCH),
             receive_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
         }
@@ -187,6 +197,7 @@ impl Batch {
         self.answers.clear();
         self.replies.clear();
         self.destinations.clear();
+        self.misses.clear();
         let mut slots: Vec<[IoSliceMut<'_>; 1]> =
             self.datagrams.chunks_mut(DATAGRAM).map(|slot| [IoSliceMut::new(slot)]).collect();
         let read =
