@@ -27,6 +27,7 @@
 pub mod cache;
 pub mod conntrack;
 pub mod health;
+pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod netlink;

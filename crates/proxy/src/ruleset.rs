@@ -40,8 +40,10 @@ const MASQUERADE_MARK: &str = "0x4000";
 
 /// The shared set and maps, with their element types, in the order the table declares them.
 const CLUSTER_IPS: &str = "cluster-ips";
-const SERVICE_IPS: &str = "service-ips";
-const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+/// Cluster IP (and external address) . protocol . port → the verdict that balances its traffic.
+pub const SERVICE_IPS: &str = "service-ips";
+/// The same key → reject (no endpoints) or drop (none on this node for a Local policy).
+pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 const SERVICE_NODEPORTS: &str = "service-nodeports";
 const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 /// `endpoint . endpoint` for every endpoint the table DNATs to: a connection DNATed back to its own source is a

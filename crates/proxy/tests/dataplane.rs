@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use skiff_proxy::model::{Endpoint, Protocol, ServicePort};
 use skiff_proxy::ruleset::{Container, Data, ElementChange, Key, Ruleset, RulesetConfig};
-use skiff_proxy::{conntrack, netlink, nft};
+use skiff_proxy::{conntrack, inspect, netlink, nft};
 
 /// A network namespace, deleted on drop.
 struct Netns(String);
@@ -407,8 +407,38 @@ fn session_affinity_and_traffic_policies() {
     let mut internal_elsewhere = on_port(service("internal-elsewhere", "10.43.0.45", 80, &POD_IPS), 8081, 0);
     internal_elsewhere.internal_local = true;
     let ports = vec![sticky, cluster, local, elsewhere, internal, internal_elsewhere];
-    let script = Ruleset::new(&config(), ports).full_script();
+    let script = Ruleset::new(&config(), ports.clone()).full_script();
     node.node.run(move || nft::apply(&script)).expect("the ruleset applies");
+
+    // Read back from the kernel (what `skiff explain` shows): each port's chains and where its ClusterIP
+    // traffic goes, through per-endpoint chains (affinity) and a local-endpoints chain (internal policy Local).
+    let programmed = node.node.run(move || {
+        ports.iter().map(|p| inspect::programmed("skiff-test", p).expect("nft lists the table")).collect::<Vec<_>>()
+    });
+    let addresses = |port: u16, n: usize| -> Vec<SocketAddr> {
+        POD_IPS[..n].iter().map(|ip| SocketAddr::new(ip.parse().expect("an IP"), port)).collect()
+    };
+    let routes: Vec<_> = programmed
+        .iter()
+        .map(|p| (p.cluster_ip_verdict.as_deref().and_then(|v| v.split('-').next()), p.backends.clone()))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            (Some("goto service"), addresses(8080, 2)),
+            (Some("goto service"), addresses(8081, 2)),
+            (Some("goto service"), addresses(8081, 2)),
+            (Some("goto service"), addresses(8081, 2)),
+            (Some("goto local"), addresses(8081, 1)),
+            (Some("drop"), vec![]),
+        ]
+    );
+    let external: Vec<_> = programmed.iter().map(|p| p.external_chain.as_ref().map(|(_, present)| *present)).collect();
+    // No endpoint here for `externalTrafficPolicy: Local`: no way in from outside on this node.
+    assert_eq!(external, [None, Some(true), Some(true), Some(false), None, None]);
+    let gone = service("gone", "10.43.0.46", 80, &POD_IPS);
+    let gone = node.node.run(move || inspect::programmed("skiff-test", &gone)).expect("nft lists the table");
+    assert!(gone.cluster_ip_verdict.is_none() && gone.backends.is_empty(), "{gone:?}");
     let many = |to: &'static str, n: usize| -> std::collections::BTreeSet<Result<String, ErrorKind>> {
         (0..n).map(|_| fetch(to, None)).collect()
     };

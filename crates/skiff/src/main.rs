@@ -1,7 +1,7 @@
 //! `skiff`: one binary for the whole cluster. `skiff server` runs the control plane — the API server on SQLite
 //! or etcd, the controllers and the node agent as its in-process clients; `skiff controllers` runs the
-//! controllers alone against any Kubernetes API, `skiff agent` the node agent alone. Later subcommands add the
-//! service proxy and cluster DNS.
+//! controllers alone against any Kubernetes API, `skiff agent` the node agent alone (with the service proxy and
+//! cluster DNS). `skiff explain svc NAME` says why a Service does or does not reach pods.
 //!
 //! Bad flags exit with code 64 (`EX_USAGE`) and a one-line reason.
 
@@ -51,6 +51,38 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Explain why an object does or does not work (for now: why a Service does or does not reach pods).
+    Explain {
+        #[command(subcommand)]
+        what: Explain,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Explain {
+    /// A Service: its selector, the pods that match and the near misses, Ready endpoints, DNS names, and this
+    /// node's nftables chains and backends for it.
+    #[command(visible_alias = "service", alias = "services")]
+    Svc(ExplainServiceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExplainServiceArgs {
+    /// The Service's name.
+    name: String,
+    /// Its namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The kubeconfig to reach the API with (default: $KUBECONFIG or ~/.kube/config when there is one, else the
+    /// server's `<data-dir>/kubeconfig.yaml`).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The data dir of the server on this machine (for its kubeconfig).
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -263,6 +295,7 @@ fn main() -> ExitCode {
         Command::Controllers(args) => runtime.block_on(controllers(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Image { name, args } => return runtime.block_on(skiff_images::run(&name, &args)),
+        Command::Explain { what: Explain::Svc(args) } => runtime.block_on(explain_service(args)),
         Command::Teardown { data_dir } => {
             runtime.block_on(async { skiff_agent::teardown(&data_dir.join("agent")).await.map(|()| ExitCode::SUCCESS) })
         }
@@ -460,6 +493,41 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn explain_service(args: ExplainServiceArgs) -> anyhow::Result<ExitCode> {
+    let home_config = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"));
+    let path = args.kubeconfig.or_else(|| {
+        let inferred = std::env::var_os("KUBECONFIG").is_some() || home_config.is_some_and(|c| c.exists());
+        (!inferred).then(|| args.data_dir.join("kubeconfig.yaml"))
+    });
+    let client = client::build(config_from(path).await?)?;
+    let objects = match skiff_explain::fetch(&client, &args.namespace, &args.name).await {
+        Ok(objects) => objects,
+        Err(e) => match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => anyhow::bail!("{}", status.message),
+            _ => return Err(e),
+        },
+    };
+    let table = skiff_proxy::TABLE;
+    let report = skiff_explain::report(&objects, &args.cluster_domain, &mut |port| {
+        skiff_proxy::inspect::programmed(table, port).map_err(|e| e.to_string())
+    });
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The client configuration from the kubeconfig at `path`, or kube-rs's inference ($KUBECONFIG, ~/.kube/config,
+/// in-cluster) without one.
+async fn config_from(path: Option<PathBuf>) -> anyhow::Result<kube::Config> {
+    Ok(match path {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    })
+}
+
 /// A kube-rs client from a kubeconfig document.
 async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
@@ -468,15 +536,7 @@ async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
 }
 
 async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
-    let config = match args.kubeconfig {
-        Some(path) => {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let client = client::build(config)?;
+    let client = client::build(config_from(args.kubeconfig).await?)?;
     let shutdown = CancellationToken::new();
     let known = skiff_controllers::names();
     let only: Vec<&'static str> = if args.controllers.is_empty() {

@@ -7,6 +7,7 @@ mod e2e {
     mod agent;
     mod api;
     mod apply;
+    mod chapters;
     mod controllers;
     mod controllers_process;
     mod dns;

@@ -72,30 +72,6 @@ fn pods_run_in_their_own_namespaces_with_ips_and_files() {
     });
 }
 
-/// Seed ch03 §3.1: two sleep Deployments, one pings the other by the IP kubectl reports; the replaced pod gets a
-/// new IP and the old one no longer answers.
-#[test]
-fn seed_ch03_pods_reach_each_other_by_ip() {
-    let c = Cluster::start_node(&[]);
-    c.ok(&["apply", "-f", &example("ch03/sleep/sleep1.yaml"), "-f", &example("ch03/sleep/sleep2.yaml")]);
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-2", "--timeout=60s"]);
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-1", "--timeout=60s"]);
-    let ip = c.ok(&["get", "pod", "-l", "app=sleep-2", "--output", "jsonpath={.items[0].status.podIP}"]);
-    let ping = c.ok(&["exec", "deploy/sleep-1", "--", "ping", "-c", "2", &ip]);
-    assert!(ping.contains("2 packets transmitted, 2 received"), "{ping}");
-    c.ok(&["delete", "pods", "-l", "app=sleep-2"]);
-    let new_ip = eventually(60, "the replacement's IP", || {
-        let out = c.ok(&["get", "pod", "-l", "app=sleep-2", "--output", "jsonpath={.items[*].status.podIP}"]);
-        let ips: Vec<&str> = out.split_whitespace().collect();
-        (ips.len() == 1 && ips[0] != ip).then(|| ips[0].to_string())
-    });
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=sleep-2", "--timeout=60s"]);
-    let ping = c.ok(&["exec", "deploy/sleep-1", "--", "ping", "-c", "1", "-W", "2", &new_ip]);
-    assert!(ping.contains("1 received"), "{ping}");
-    let old = c.kubectl(&["exec", "deploy/sleep-1", "--", "ping", "-c", "1", "-W", "1", &ip]);
-    assert!(!old.status.success(), "the old IP still answers");
-}
-
 /// Seed ch03 §3.2: `kubectl port-forward deploy/numbers-web 8080:80`, then browse to localhost:8080 — the page
 /// loads, and its Go button reports that http://numbers-api cannot be reached (there is no Service yet).
 #[test]

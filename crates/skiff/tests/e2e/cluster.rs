@@ -335,6 +335,61 @@ impl Cluster {
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
+/// A client network namespace outside the node, joined to it by a veth: 192.168.91.2 → the node's 192.168.91.1
+/// (and its `NODE_IP` through it). Removed on drop.
+pub struct Outside(String);
+
+impl Outside {
+    pub fn new(c: &Cluster) -> Outside {
+        let node = c.netns().expect("a node cluster").to_string();
+        let name = format!("{node}-out");
+        let veth = format!("skt{}", std::process::id() % 100_000);
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip runs");
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["netns", "add", &name]);
+        let outside = Outside(name.clone());
+        run(&["-n", &node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name]);
+        run(&["-n", &node, "addr", "add", "192.168.91.1/24", "dev", &veth]);
+        run(&["-n", &node, "link", "set", &veth, "up"]);
+        run(&["-n", &name, "addr", "add", "192.168.91.2/24", "dev", "eth0"]);
+        run(&["-n", &name, "link", "set", "eth0", "up"]);
+        run(&["-n", &name, "link", "set", "lo", "up"]);
+        // The node's own address (a LoadBalancer's ingress) is reached through the node, as on a LAN.
+        run(&["-n", &name, "route", "add", &format!("{NODE_IP}/32"), "via", "192.168.91.1"]);
+        outside
+    }
+
+    /// curl from outside: (HTTP status, body).
+    pub fn curl(&self, url: &str) -> (u16, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "curl", "-s", "-m", "3", "-w", "\n%{http_code}", url])
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // The veth goes with the namespace.
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A child process of the test, killed (and reaped) on drop, also when the test fails.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {

@@ -2,36 +2,26 @@
 //! working across an API server restart (their watches break, re-list and carry on), and the upstream conformance
 //! scenario "Service endpoints latency should not be very high" (sig-network `service_latency.go`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Running};
 use super::kubelet::FakeKubelet;
 
-struct Controllers(Child);
-
-impl Controllers {
-    fn start(c: &Cluster) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["controllers", "--kubeconfig"])
-            .arg(c.kubeconfig())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("skiff controllers starts");
-        Self(child)
-    }
-}
-
-impl Drop for Controllers {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `skiff controllers` against the cluster, stopped when dropped.
+fn controllers(c: &Cluster) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["controllers", "--kubeconfig"])
+        .arg(c.kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("skiff controllers starts");
+    Running(child)
 }
 
 fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
@@ -49,7 +39,7 @@ fn pod_count(c: &Cluster, selector: &str) -> usize {
 #[test]
 fn controllers_survive_an_api_server_restart() {
     let mut c = Cluster::start_with(&["--disable-controllers"]);
-    let _controllers = Controllers::start(&c);
+    let _controllers = controllers(&c);
     let kubelet = FakeKubelet::start(&c, "node-1", 1, Duration::from_millis(50));
     c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
     wait_for(30, "2 pods", || pod_count(&c, "app=web") == 2);

@@ -2,18 +2,17 @@
 //! replicas, session affinity switched on and off, a blue/green switch by selector and a proxy restart with no
 //! failed request, a UDP client that follows its server across a pod replacement, and `externalTrafficPolicy:
 //! Local` seen from a client outside the node (its address kept, a health check port that counts local
-//! endpoints). The node runs in a network namespace of the test's own, and the outside client in another one
+//! endpoints); the chapter 3 lab and the blue/green release from `examples/`, with `skiff explain` reading both. The node runs in a network namespace of the test's own, and the outside client in another one
 //! joined to it by a veth; traffic goes only to addresses inside them.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::cluster::{Cluster, eventually, example};
+use super::cluster::{Cluster, Outside, eventually, example};
 
 /// `replicas` netexec pods labelled `app: echo, version: <version>`.
 fn echo_deployment(version: &str, replicas: u32) -> String {
@@ -254,48 +253,6 @@ fn a_udp_client_follows_its_server_across_a_pod_replacement() {
     }
 }
 
-/// A client network namespace outside the node, joined to it by a veth: 192.168.91.2 → the node's 192.168.91.1.
-struct Outside(String);
-
-impl Outside {
-    fn new(c: &Cluster) -> Outside {
-        let node = c.netns().expect("a node cluster").to_string();
-        let name = format!("{node}-out");
-        let veth = format!("skt{}", std::process::id() % 100_000);
-        let run = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("ip runs");
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run(&["netns", "add", &name]);
-        let outside = Outside(name.clone());
-        run(&["-n", &node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name]);
-        run(&["-n", &node, "addr", "add", "192.168.91.1/24", "dev", &veth]);
-        run(&["-n", &node, "link", "set", &veth, "up"]);
-        run(&["-n", &name, "addr", "add", "192.168.91.2/24", "dev", "eth0"]);
-        run(&["-n", &name, "link", "set", "eth0", "up"]);
-        run(&["-n", &name, "link", "set", "lo", "up"]);
-        outside
-    }
-
-    /// curl from outside: (HTTP status, body).
-    fn curl(&self, url: &str) -> (u16, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, "curl", "-s", "-m", "3", "-w", "\n%{http_code}", url])
-            .output()
-            .expect("curl runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        // The veth goes with the namespace.
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn external_traffic_policy_local_keeps_the_client_address_and_reports_local_endpoints() {
     let c = Cluster::start_node(&[]);
@@ -382,4 +339,77 @@ fn the_lab_publishes_only_version_2_of_the_website_on_8088() {
         page.contains("Here it is:").then_some(page)
     });
     assert!(number.contains("ch03-numbers-web:v2"), "from version 2: {number}");
+
+    // What the lab asks to look at closely, the labels: `skiff explain` shows the v1 pod as a near miss and the
+    // v2 pod as the one backend this node's nftables DNATs to.
+    let v1_pod =
+        c.ok(&["get", "pods", "-l", "app=lab-numbers-web,version=v1", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let (ok, text, stderr) = explain(&c, "lab-numbers-web-v2");
+    assert!(ok, "{stderr}");
+    assert!(text.contains(&format!("  {v1_pod}  missing version=v2 (has version=v1)")), "{text}");
+    assert!(text.contains(&format!("    backends: {v2_ip}:80\n")), "{text}");
+    assert!(text.contains("from outside: chain external-"), "{text}");
+    assert!(text.contains("lab-numbers-web-v2.default.svc.cluster.local  A "), "{text}");
+    assert!(text.contains("Verdict: traffic to lab-numbers-web-v2 reaches 1 Ready endpoint(s)."), "{text}");
+    let (ok, _, stderr) = explain(&c, "no-such-service");
+    assert!(!ok && stderr.contains("services \"no-such-service\" not found"), "{stderr}");
+}
+
+/// `skiff explain svc <service>` on the node: whether it succeeded, its report and its errors.
+fn explain(c: &Cluster, service: &str) -> (bool, String, String) {
+    let kubeconfig = c.kubeconfig();
+    let out = c
+        .node_cmd(env!("CARGO_BIN_EXE_skiff"))
+        .args(["explain", "svc", service, "--kubeconfig", &kubeconfig.to_string_lossy()])
+        .output()
+        .expect("skiff explain runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The blue/green release of `examples/blue-green/`: the Service's selector picks the blue pods (version 1 of
+/// the website), applying `service-green.yaml` moves every request to green (version 2) without restarting a
+/// pod, and applying `service-blue.yaml` again rolls back. `skiff explain` follows the switch.
+#[test]
+fn a_blue_green_release_by_selector_switches_and_rolls_back() {
+    let c = Cluster::start_node(&[]);
+    c.ok(&["apply", "-f", &example("blue-green/deployments.yaml"), "-f", &example("blue-green/service-blue.yaml")]);
+    wait_ready(&c, "app=release-web", 4);
+    let page = || c.in_node(|| get_local(8090, "/"));
+    let is_blue = |p: &str| p.contains("kiamol/ch03-numbers-web;");
+    let is_green = |p: &str| p.contains("kiamol/ch03-numbers-web:v2;");
+    eventually(30, "blue on localhost:8090", || page().ok().filter(|p| is_blue(p)).map(|_| ()));
+    for _ in 0..10 {
+        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
+        assert!(is_blue(&p), "only blue answers before the release: {p}");
+    }
+    let pods_before = c.ok(&["get", "pods", "-l", "app=release-web", "-o", "jsonpath={.items[*].metadata.uid}"]);
+
+    c.ok(&["apply", "-f", &example("blue-green/service-green.yaml")]);
+    eventually(20, "green on localhost:8090", || page().ok().filter(|p| is_green(p)).map(|_| ()));
+    for _ in 0..10 {
+        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
+        assert!(is_green(&p), "only green answers after the release: {p}");
+    }
+    let green_ips = c.ok(&["get", "pods", "-l", "version=green", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let (ok, text, stderr) = explain(&c, "release-web");
+    assert!(ok, "{stderr}");
+    assert_eq!(text.matches("missing version=green (has version=blue)").count(), 2, "{text}");
+    let mut expected: Vec<std::net::SocketAddr> =
+        green_ips.split_whitespace().map(|ip| format!("{ip}:80").parse().expect("a pod address")).collect();
+    expected.sort();
+    let expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
+    assert!(text.contains(&format!("    backends: {}\n", expected.join(" "))), "{text}");
+
+    c.ok(&["apply", "-f", &example("blue-green/service-blue.yaml")]);
+    eventually(20, "blue again on localhost:8090", || page().ok().filter(|p| is_blue(p)).map(|_| ()));
+    for _ in 0..10 {
+        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
+        assert!(is_blue(&p), "only blue answers after the rollback: {p}");
+    }
+    let pods_after = c.ok(&["get", "pods", "-l", "app=release-web", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    assert_eq!(pods_before, pods_after, "the switch restarted no pod");
 }
