@@ -3,7 +3,8 @@
 //! reference plugins (`skiff-cni`), runs their containers as supervised processes in the pods' namespaces
 //! (`skiff-runtime`, images from `skiff-images`), probes them ([`probes`]), and reports pod status ([`pods`]). [`pod_files`] and
 //! [`environment`] build what a container sees: its resolv.conf, hosts and hostname, and its environment.
-//! Every agent also runs the node's Service proxy (`skiff-proxy`) and cluster DNS server ([`dns`], `skiff-dns`).
+//! Every agent also runs the node's Service proxy (`skiff-proxy`), cluster DNS server ([`dns`], `skiff-dns`) and
+//! the routes to other nodes' pods (`skiff-hostgw`).
 //!
 //! Data flow: pods bound to this node (a watch with `spec.nodeName`) → per pod: sandbox (netns + CNI ADD) →
 //! containers (start / restart with backoff / stop) → status patch. State lives under `<data-dir>/agent/`, so an
@@ -108,6 +109,13 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         cluster_cidr: config.cluster_cidr,
         service_cidr: config.service_cidr,
     };
+    // Routes to the other nodes' pods, and the pod network's egress masquerade.
+    let routes = tokio::spawn(skiff_hostgw::run(
+        client.clone(),
+        config.node_name.clone(),
+        config.cluster_cidr,
+        shutdown.clone(),
+    ));
     let proxy = config.proxy.then(|| {
         tokio::spawn(skiff_proxy::run(client.clone(), proxy_config, config.node_name.clone(), shutdown.clone()))
     });
@@ -154,6 +162,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         let _ = proxy.await;
     }
     let _ = dns.await;
+    let _ = routes.await;
     streams.shutdown().await;
     result
 }
@@ -161,6 +170,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
 /// Stops every pod this node runs and removes every namespace, link, CNI allocation and file the node made.
 pub async fn teardown(dir: &Path) -> anyhow::Result<()> {
     skiff_proxy::nft::delete_table(skiff_proxy::TABLE)?;
+    skiff_hostgw::teardown()?;
     let Ok(cidr) = std::fs::read_to_string(dir.join("pod-cidr")) else {
         let _ = std::fs::remove_dir_all(dir);
         return Ok(());

@@ -1,7 +1,8 @@
 //! The node's pod network as a CNI network configuration list.
 //!
 //! One [`NetworkConfig`] describes the node's bridge and pod CIDR; [`NetworkConfig::conflist`] renders the conflist
-//! the plugins read: `bridge` (gateway on the bridge, masquerade to outside the pod CIDR, hairpin mode) with
+//! the plugins read: `bridge` (gateway on the bridge, hairpin mode; no masquerade, which `skiff-hostgw` does for
+//! traffic leaving the whole pod network, not the node's own subnet) with
 //! `host-local` IPAM whose allocations live in the agent's own data dir, then `portmap` for hostPorts. The loopback
 //! plugin is not part of the list; [`loopback_config`] is invoked separately for `lo`, as containerd does.
 
@@ -103,7 +104,7 @@ impl NetworkConfig {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], "skbr0");
         assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipMasq"], true);
+        assert_eq!(bridge["ipMasq"], false, "skiff-hostgw masquerades only what leaves the pod network");
         assert_eq!(bridge["hairpinMode"], true);
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(bridge["ipam"]["dataDir"], "/var/lib/skiff/cni/ipam");

@@ -71,8 +71,10 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
             for address in &endpoint.addresses {
                 endpoints.push(SliceEndpoint {
                     address: address.clone(),
-                    // An unset condition means ready (the EndpointSlice API's rule).
-                    ready: conditions.and_then(|c| c.ready) != Some(false),
+                    // An unset condition means ready (the EndpointSlice API's rule); a terminating endpoint is not
+                    // (it may still be `ready` under publishNotReadyAddresses), as the proxy counts them.
+                    ready: conditions.and_then(|c| c.ready) != Some(false)
+                        && conditions.and_then(|c| c.terminating) != Some(true),
                     terminating: conditions.and_then(|c| c.terminating) == Some(true),
                     pod: endpoint
                         .target_ref
@@ -87,6 +89,18 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
         }
     }
     endpoints.sort_by(|a, b| a.address.cmp(&b.address));
+    // One address in several slices (a Service whose pods differ in ports): one endpoint with all its ports.
+    endpoints.dedup_by(|later, first| {
+        let same = later.address == first.address;
+        if same {
+            for port in later.ports.drain(..) {
+                if !first.ports.contains(&port) {
+                    first.ports.push(port);
+                }
+            }
+        }
+        same
+    });
     endpoints
 }
 
@@ -157,8 +171,22 @@ pub fn report(
         );
         return out;
     }
-    let ips = spec.cluster_ips.clone().filter(|ips| !ips.is_empty()).unwrap_or_else(|| vec![cluster_ip.clone()]);
-    let _ = writeln!(out, "  IP:         {}", if headless { "None (headless)".to_string() } else { ips.join(",") });
+    let ips: Vec<String> = spec
+        .cluster_ips
+        .clone()
+        .filter(|ips| !ips.is_empty())
+        .unwrap_or_else(|| vec![cluster_ip.clone()])
+        .into_iter()
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    let shown_ips = if headless {
+        "None (headless)".to_string()
+    } else if ips.is_empty() {
+        "<none>".to_string()
+    } else {
+        ips.join(",")
+    };
+    let _ = writeln!(out, "  IP:         {shown_ips}");
     for port in spec.ports.iter().flatten() {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
         let mut line = format!("{}/{protocol} → {}", port.port, target_port_text(port));
@@ -297,8 +325,10 @@ pub fn report(
                 let _ = writeln!(out, "  {hostname}.{fqdn}  A {}", endpoint.address);
             }
         }
-    } else {
-        let _ = writeln!(out, "  {fqdn}  A {}", ips.join(" "));
+    } else if !ips.is_empty() {
+        let records: Vec<String> =
+            ips.iter().map(|ip| format!("{} {ip}", if ip.contains(':') { "AAAA" } else { "A" })).collect();
+        let _ = writeln!(out, "  {fqdn}  {}", records.join(", "));
     }
     for port in spec.ports.iter().flatten() {
         if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
@@ -346,10 +376,21 @@ pub fn report(
                 let backends: Vec<String> = programmed.backends.iter().map(ToString::to_string).collect();
                 let shown = if backends.is_empty() { "none".to_string() } else { backends.join(" ") };
                 let _ = writeln!(out, "    backends: {shown}");
-                if programmed.cluster_ip_verdict.is_none() {
-                    verdict.push(format!("port {label} is not programmed on this node (is the node agent running?)"));
-                } else if backends.is_empty() && ready > 0 && !port.uses_local_endpoints() {
-                    verdict.push(format!("port {label} has Ready endpoints but no backends here yet"));
+                let ipv4 = port.cluster_ips.iter().any(|ip| ip.is_ipv4());
+                match programmed.cluster_ip_verdict.as_deref() {
+                    None if !ipv4 => verdict.push(format!(
+                        "port {label} has only IPv6 cluster IPs, which Skiff's proxy does not route yet"
+                    )),
+                    None => verdict
+                        .push(format!("port {label} is not programmed on this node (is the node agent running?)")),
+                    Some("drop") => verdict.push(format!(
+                        "port {label}: internalTrafficPolicy Local and no endpoint on this node, so traffic from this \
+                         node's pods is dropped"
+                    )),
+                    _ if backends.is_empty() && ready > 0 && !port.internal_local => {
+                        verdict.push(format!("port {label} has Ready endpoints but no backends here yet"))
+                    }
+                    _ => {}
                 }
             }
         }

@@ -156,3 +156,30 @@ fn headless_external_name_and_selector_less_services_say_what_they_are() {
     assert!(!text.contains("Near misses"), "{text}");
     assert!(text.contains("Verdict: traffic to web-v2 reaches 1 Ready endpoint(s)."), "{text}");
 }
+
+#[test]
+fn an_address_in_two_slices_is_one_endpoint_a_terminating_one_is_not_ready_and_a_local_drop_is_the_verdict() {
+    let mut objects = lab();
+    objects.service = service(json!({
+        "clusterIP": "10.43.0.20", "clusterIPs": ["10.43.0.20"], "internalTrafficPolicy": "Local",
+        "selector": {"app": "web", "version": "v2"}, "ports": [{"port": 80}],
+    }));
+    let mut second = slice(json!([
+        {"addresses": ["10.42.0.6"], "conditions": {"ready": true}},
+        {"addresses": ["10.42.0.9"], "conditions": {"ready": true, "serving": true, "terminating": true}},
+    ]));
+    second.ports = Some(vec![k8s_openapi::api::discovery::v1::EndpointPort {
+        name: Some("metrics".into()),
+        port: Some(9090),
+        ..Default::default()
+    }]);
+    objects.slices.push(second);
+    let text = report(&objects, "cluster.local", &mut |_| {
+        Ok(Programmed { cluster_ip_verdict: Some("drop".into()), external_chain: None, backends: Vec::new() })
+    });
+    assert!(text.contains("1 Ready of 2\n"), "{text}");
+    assert!(text.contains("  10.42.0.6  Ready  pod web-v2-b  node node-1  ports 80/TCP, metrics 9090/TCP\n"), "{text}");
+    assert!(text.contains("  10.42.0.9  Terminating  ports metrics 9090/TCP\n"), "{text}");
+    assert!(text.contains("80/tcp: dropped (no endpoint on this node for its Local traffic policy)"), "{text}");
+    assert!(text.contains("Verdict: port 80/tcp: internalTrafficPolicy Local and no endpoint on this node"), "{text}");
+}

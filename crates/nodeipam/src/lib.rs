@@ -3,11 +3,12 @@
 //! network from it.
 //!
 //! Allocation is a pure function of the Nodes that exist ([`assign`]): a Node keeps the range it has; new Nodes
-//! get the lowest free one. The write is a patch pinned to the Node's resourceVersion, so two controllers never
-//! hand one range to two Nodes without one of them seeing a conflict and planning again.
+//! get the lowest free one. The write is a patch pinned to the Node's resourceVersion (a Node is never given two
+//! ranges), and a range handed out stays reserved until the cache shows it, so two Nodes registering at once
+//! never share one. One controller runs per cluster.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ipnet::Ipv4Net;
@@ -20,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The size of each node's range (upstream's default `--node-cidr-mask-size` for IPv4).
 pub const NODE_MASK: u8 = 24;
+
+/// How long a range handed to a Node the cache has not shown stays reserved (the Node may have been deleted
+/// before its watch event came).
+const PENDING_FOR: Duration = Duration::from_secs(60);
 
 /// The range for a Node without one, given the ranges already taken; `None` when the cluster CIDR is full.
 pub fn assign(cluster: Ipv4Net, mask: u8, taken: &BTreeSet<Ipv4Net>) -> Option<Ipv4Net> {
@@ -47,11 +52,22 @@ pub async fn run(client: kube::Client, cluster: Ipv4Net, shutdown: CancellationT
         _ = shutdown.cancelled() => return Ok(()),
         ready = store.wait_until_ready() => ready?,
     }
+    // Ranges this controller handed out that its cache may not show yet: the watch event of one patch can come
+    // after the next Node appears, and that Node must not get the same range.
+    let mut pending: BTreeMap<String, (Ipv4Net, Instant)> = BTreeMap::new();
     loop {
         let all = store.state();
+        pending.retain(|name, (_, at)| match all.iter().find(|n| n.metadata.name.as_deref() == Some(name)) {
+            Some(node) => pod_cidr(node).is_none(),
+            None => at.elapsed() < PENDING_FOR,
+        });
         let mut taken: BTreeSet<Ipv4Net> = all.iter().filter_map(|n| pod_cidr(n)).collect();
+        taken.extend(pending.values().map(|(range, _)| *range));
         for node in all.iter().filter(|n| pod_cidr(n).is_none()) {
             let name = node.metadata.name.clone().unwrap_or_default();
+            if pending.contains_key(&name) {
+                continue;
+            }
             let Some(range) = assign(cluster, NODE_MASK, &taken) else {
                 tracing::error!(node = name, %cluster, "no pod CIDR left for the node");
                 continue;
@@ -64,6 +80,7 @@ pub async fn run(client: kube::Client, cluster: Ipv4Net, shutdown: CancellationT
                 Ok(_) => {
                     tracing::info!(node = name, cidr = %range, "assigned pod CIDR");
                     taken.insert(range);
+                    pending.insert(name, (range, Instant::now()));
                 }
                 Err(e) => tracing::warn!(node = name, error = %e, "assigning a pod CIDR failed; will retry"),
             }

@@ -70,11 +70,11 @@ enum Explain {
 struct ExplainServiceArgs {
     /// The Service's name.
     name: String,
-    /// Its namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
+    /// Its namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short, long)]
+    namespace: Option<String>,
     /// The kubeconfig to reach the API with (default: $KUBECONFIG or ~/.kube/config when there is one, else the
-    /// server's `<data-dir>/kubeconfig.yaml`).
+    /// server's `<data-dir>/kubeconfig.yaml` when there is one, else in-cluster).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// The data dir of the server on this machine (for its kubeconfig).
@@ -497,10 +497,12 @@ async fn explain_service(args: ExplainServiceArgs) -> anyhow::Result<ExitCode> {
     let home_config = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"));
     let path = args.kubeconfig.or_else(|| {
         let inferred = std::env::var_os("KUBECONFIG").is_some() || home_config.is_some_and(|c| c.exists());
-        (!inferred).then(|| args.data_dir.join("kubeconfig.yaml"))
+        Some(args.data_dir.join("kubeconfig.yaml")).filter(|server| !inferred && server.exists())
     });
-    let client = client::build(config_from(path).await?)?;
-    let objects = match skiff_explain::fetch(&client, &args.namespace, &args.name).await {
+    let config = config_from(path).await?;
+    let namespace = args.namespace.unwrap_or_else(|| config.default_namespace.clone());
+    let client = client::build(config)?;
+    let objects = match skiff_explain::fetch(&client, &namespace, &args.name).await {
         Ok(objects) => objects,
         Err(e) => match e.downcast_ref::<kube::Error>() {
             Some(kube::Error::Api(status)) => anyhow::bail!("{}", status.message),

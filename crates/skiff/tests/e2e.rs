@@ -17,6 +17,7 @@ mod e2e {
     mod imperative;
     mod kube_rs;
     mod kubelet;
+    mod multinode;
     mod persistence;
     mod pods;
     mod proxy;

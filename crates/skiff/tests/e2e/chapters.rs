@@ -78,6 +78,7 @@ fn chapter_3_every_try_it_now_in_order() {
     // serves the Service's ports, not ICMP).
     c.ok(&["apply", "-f", &example("ch03/sleep/sleep2-service.yaml")]);
     let sleep_2_svc = c.ok(&["get", "svc", "sleep-2", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(sleep_2_svc.parse::<std::net::Ipv4Addr>().is_ok(), "a ClusterIP: {sleep_2_svc:?}");
     assert!(c.ok(&["get", "svc", "sleep-2"]).contains(&sleep_2_svc));
     let (ok, ping) = in_sleep_1(&c, "ping -c 1 -W 2 sleep-2");
     assert!(!ok, "no reply from a Service IP: {ping}");
@@ -94,6 +95,7 @@ fn chapter_3_every_try_it_now_in_order() {
     // §3.2: the API's Service fixes the app.
     c.ok(&["apply", "-f", &example("ch03/numbers/api-service.yaml")]);
     let api_ip = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(api_ip.parse::<std::net::Ipv4Addr>().is_ok(), "a ClusterIP: {api_ip:?}");
     let row = c.ok(&["get", "svc", "numbers-api"]);
     assert!(row.contains("ClusterIP") && row.contains(&api_ip) && row.contains("80/TCP"), "{row}");
     press_go_forwarded(&c, 18081, "Here it is:");
@@ -168,6 +170,7 @@ fn chapter_3_every_try_it_now_in_order() {
     c.ok(&["delete", "svc", "numbers-api"]);
     c.ok(&["apply", "-f", &example("ch03/numbers-services/api-service-headless.yaml")]);
     let headless_ip = c.ok(&["get", "svc", "numbers-api", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(headless_ip.parse::<std::net::Ipv4Addr>().is_ok(), "a ClusterIP: {headless_ip:?}");
     let row = c.ok(&["get", "svc", "numbers-api"]);
     assert!(row.contains("ClusterIP") && row.contains(&headless_ip), "{row}");
     assert!(c.ok(&["get", "endpoints", "numbers-api"]).contains("192.168.123.234:80"));
@@ -225,6 +228,7 @@ fn the_blog_chapter_reaches_test_svc_from_the_node_and_from_a_pod() {
     c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=lab-sleeper", "--timeout=60s"]);
     let services = c.ok(&["get", "services"]);
     let ip = c.ok(&["get", "svc", "test-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "a ClusterIP: {ip:?}");
     assert!(services.contains("test-svc") && services.contains(&ip) && services.contains("80/TCP"), "{services}");
     assert!(services.contains("kubernetes") && services.contains("10.43.0.1 "), "{services}");
 
@@ -267,7 +271,7 @@ fn the_blog_chapter_reaches_test_svc_from_the_node_and_from_a_pod() {
 fn chapter_6_exposes_web_deploy_imperatively_then_declaratively() {
     let c = Cluster::start_node(&[]);
     c.ok(&["apply", "-f", &example("ch06/deploy.yml")]);
-    c.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=hello-world", "--timeout=60s"]);
+    c.ok(&["rollout", "status", "deploy/web-deploy", "--timeout=90s"]);
     let out =
         c.ok(&["expose", "deployment", "web-deploy", "--name=hello-svc", "--target-port=8080", "--type=NodePort"]);
     assert_eq!(out.trim(), "service/hello-svc exposed");
@@ -301,7 +305,7 @@ fn chapter_6_exposes_web_deploy_imperatively_then_declaratively() {
     let row = c.ok(&["get", "ep", "hello-svc"]);
     assert!(row.contains("hello-svc") && row.contains("+ 7 more..."), "{row}");
     let page = eventually(20, "the app on the NodePort", || c.node_curl(&format!("http://{NODE_IP}:30001/")));
-    assert!(!page.is_empty(), "{page}");
+    assert!(page.contains("Hello from The Kubernetes Book!"), "{page}");
     c.ok(&["delete", "-f", &example("ch06/deploy.yml")]);
     c.ok(&["delete", "-f", &example("ch06/svc.yml")]);
     assert!(!c.ok(&["get", "svc"]).contains("hello-svc"));
