@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub resolv_conf: PathBuf,
     /// Whether this node's Service proxy runs (off: another proxy programs the data plane).
     pub proxy: bool,
+    /// How often the node's Lease and status are renewed (the kubelet's `--node-status-update-frequency`).
+    pub heartbeat: Duration,
     /// Called first on each thread the agent starts for itself (not the tokio runtime's, which the caller
     /// builds); `skiff agent` turns the allocator's thread cache off with it.
     pub thread_start: Option<fn()>,
@@ -94,7 +96,7 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
         agent_port: config.agent_port,
         control_plane: config.control_plane,
     };
-    let heartbeat = tokio::spawn(node::run(client.clone(), info, shutdown.clone()));
+    let heartbeat = tokio::spawn(node::run(client.clone(), info, config.heartbeat, shutdown.clone()));
     // Pod-to-pod replies cross the node's bridge: the proxy's conntrack must see them to undo its DNAT.
     if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1") {
         tracing::warn!(error = %e, "bridge netfilter is unavailable; Service traffic between pods may fail");

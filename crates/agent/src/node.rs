@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// How often the Lease and the Ready condition are renewed.
+/// How often the Lease and the Ready condition are renewed by default.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long a Lease stays valid without renewal (the kubelet's default).
 pub const LEASE_SECONDS: i32 = 40;
@@ -156,12 +156,12 @@ async fn renew_lease(leases: &Api<Lease>, info: &NodeInfo) -> Result<(), kube::E
     }
 }
 
-/// Registers the node, then keeps its Lease and status fresh until `shutdown`.
-pub async fn run(client: kube::Client, info: NodeInfo, shutdown: CancellationToken) {
+/// Registers the node, then keeps its Lease and status fresh (`every` so long) until `shutdown`.
+pub async fn run(client: kube::Client, info: NodeInfo, every: Duration, shutdown: CancellationToken) {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut registered = false;
-    let mut ticker = tokio::time::interval(HEARTBEAT);
+    let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

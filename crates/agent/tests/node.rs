@@ -19,7 +19,7 @@ async fn registers_a_ready_node_with_a_lease() {
         agent_port: 10250,
         control_plane: true,
     };
-    tokio::spawn(run(server.client.clone(), info, stop.clone()));
+    tokio::spawn(run(server.client.clone(), info, skiff_agent::node::HEARTBEAT, stop.clone()));
     let nodes: Api<Node> = Api::all(server.client.clone());
     let leases: Api<Lease> = Api::namespaced(server.client.clone(), "kube-node-lease");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -28,11 +28,16 @@ type Run = Arc<dyn Fn(Client, CancellationToken) -> Loop + Send + Sync>;
 pub struct Options {
     /// The pod network, split into per-node ranges by node IPAM.
     pub cluster_cidr: Ipv4Net,
+    /// When silent nodes turn unreachable and their pods are evicted.
+    pub node_lifecycle: skiff_nodelifecycle::Options,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { cluster_cidr: Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 42, 0, 0), 16) }
+        Self {
+            cluster_cidr: Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
+            node_lifecycle: skiff_nodelifecycle::Options::default(),
+        }
     }
 }
 
@@ -48,8 +53,10 @@ fn plain(f: fn(Client, CancellationToken) -> Loop) -> Run {
 /// Every controller, by the name it logs under.
 fn controllers(options: &Options) -> Vec<(&'static str, Run)> {
     let cidr = options.cluster_cidr;
+    let lifecycle = options.node_lifecycle;
     vec![
         ("nodeipam", Arc::new(move |c, s| Box::pin(skiff_nodeipam::run(c, cidr, s)))),
+        ("node-lifecycle", Arc::new(move |c, s| Box::pin(skiff_nodelifecycle::run(c, lifecycle, s)))),
         ("deployment", plain(|c, s| Box::pin(skiff_workloads::deployment::run(c, s)))),
         ("replicaset", plain(|c, s| Box::pin(skiff_workloads::replicaset::run(c, s)))),
         // Endpoints, EndpointSlices and their mirroring share one cache of pods and Services.

@@ -20,6 +20,9 @@ const API_PORT: u16 = 16443;
 
 struct Nodes {
     dir: tempfile::TempDir,
+    /// Extra flags for the server and for every agent.
+    server_flags: Vec<String>,
+    agent_flags: Vec<String>,
     lan: String,
     /// Node namespaces, node 1 first.
     netns: Vec<String>,
@@ -34,11 +37,22 @@ fn run(args: &[&str]) {
 
 impl Nodes {
     fn start(count: usize) -> Nodes {
+        Nodes::start_with(count, &[], &[])
+    }
+
+    fn start_with(count: usize, server_flags: &[&str], agent_flags: &[&str]) -> Nodes {
         let dir = tempfile::tempdir().expect("temp dir");
         let tag: String =
             dir.path().file_name().unwrap_or_default().to_string_lossy().replace(['.', '_'], "")[..6].to_lowercase();
         let lan = format!("sklan{tag}");
-        let mut nodes = Nodes { dir, lan: lan.clone(), netns: Vec::new(), processes: Vec::new() };
+        let mut nodes = Nodes {
+            dir,
+            server_flags: server_flags.iter().map(|f| f.to_string()).collect(),
+            agent_flags: agent_flags.iter().map(|f| f.to_string()).collect(),
+            lan: lan.clone(),
+            netns: Vec::new(),
+            processes: Vec::new(),
+        };
         run(&["netns", "add", &lan]);
         run(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
         run(&["-n", &lan, "link", "set", "br0", "up"]);
@@ -99,6 +113,7 @@ impl Nodes {
             .arg(self.path("kubeconfig.yaml"))
             .arg("--resolv-conf")
             .arg(&resolv)
+            .args(&self.server_flags)
             .stdout(Stdio::null())
             .stderr(self.log_file("node-1.log"))
             .spawn()
@@ -129,16 +144,34 @@ impl Nodes {
             .arg(self.path(&format!("node-{n}")).join("agent"))
             .arg("--resolv-conf")
             .arg(self.path("resolv.conf"))
+            .args(&self.agent_flags)
             .stdout(Stdio::null())
             .stderr(self.log_file(&format!("node-{n}.log")))
             .spawn()
             .expect("skiff agent starts");
-        self.processes.push(child);
+        if self.processes.len() > n - 1 {
+            self.processes[n - 1] = child;
+        } else {
+            self.processes.push(child);
+        }
     }
 
     /// Stops node `n`'s server or agent (SIGTERM: its pods and rules stay until teardown).
     fn stop(&mut self, n: usize) {
         terminate(&mut self.processes[n - 1]);
+    }
+
+    /// Node `n` fails: its agent is killed (SIGKILL) and its link to the LAN goes down, so nothing on it answers.
+    fn fail(&mut self, n: usize) {
+        let _ = self.processes[n - 1].kill();
+        let _ = self.processes[n - 1].wait();
+        run(&["-n", &self.lan, "link", "set", &format!("n{n}"), "down"]);
+    }
+
+    /// Node `n` comes back: its link up, its agent started again.
+    fn recover(&mut self, n: usize) {
+        run(&["-n", &self.lan, "link", "set", &format!("n{n}"), "up"]);
+        self.start_agent(n);
     }
 
     fn log(&self, n: usize) -> String {
@@ -333,4 +366,100 @@ fn three_nodes_route_pods_to_each_other_and_serve_services_across_nodes() {
     nodes.ok(&["delete", "node", "node-3"]);
     let only_2 = vec![format!("{} via {} dev eth0", cidr_of(2), node_ip(2))];
     eventually(20, "node-1 to drop the route to node-3", || (routes(&nodes, 1) == only_2).then_some(()));
+}
+
+/// How many pods matching `selector` are Ready, by node, and how many are terminating.
+fn pods_by_node(nodes: &Nodes, selector: &str) -> (std::collections::BTreeMap<String, usize>, usize) {
+    let out = nodes.ok(&[
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName} {.status.conditions[?(@.type==\"Ready\")].status} \
+         {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    let mut ready = std::collections::BTreeMap::new();
+    let mut terminating = 0;
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, _, _deleted] => terminating += 1,
+            [node, "True"] => *ready.entry(node.to_string()).or_insert(0) += 1,
+            _ => {}
+        }
+    }
+    (ready, terminating)
+}
+
+#[test]
+fn a_failed_node_loses_its_endpoints_its_pods_move_and_it_comes_back_without_duplicates() {
+    let fast = ["--node-status-update-frequency", "1s"];
+    let server = [&fast[..], &["--node-monitor-grace-period", "4s"]].concat();
+    let mut nodes = Nodes::start_with(3, &server, &fast);
+    let mut manifest: String = (1..=3).map(echo_pod).collect();
+    manifest += &client_pod(1);
+    manifest += "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  selector: {app: echo}\n  ports:\n  - \
+                 {port: 80, targetPort: 8080}\n";
+    nodes.apply(&manifest);
+    for pod in ["echo-1", "echo-2", "echo-3", "client-1"] {
+        nodes.ok(&["wait", "--for=condition=Ready", &format!("pod/{pod}"), "--timeout=90s"]);
+    }
+    // A Deployment the scheduler spreads one pod per node (the fewest pods first).
+    nodes.apply(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: mover\nspec:\n  replicas: 3\n  selector:\n    \
+         matchLabels: {app: mover}\n  template:\n    metadata:\n      labels: {app: mover}\n    spec:\n      \
+         tolerations:\n      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, \
+         tolerationSeconds: 6}\n      containers:\n      - name: sleep\n        image: kiamol/ch03-sleep\n",
+    );
+    let spread = eventually(60, "one Ready mover pod per node", || {
+        let (ready, _) = pods_by_node(&nodes, "app=mover");
+        (ready.len() == 3).then_some(ready)
+    });
+    assert!(spread.values().all(|n| *n == 1), "{spread:?}");
+    let echo_3 = pod_ip(&nodes, "echo-3");
+    let endpoints =
+        |nodes: &Nodes| nodes.ok(&["get", "endpoints", "echo", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
+    eventually(20, "echo-3 among the endpoints", || endpoints(&nodes).contains(&echo_3).then_some(()));
+
+    // Node 3 fails: within the grace period and a look, it is unreachable and echo-3 leaves the endpoints.
+    let failed = Instant::now();
+    nodes.fail(3);
+    eventually(20, "echo-3 to leave the endpoints", || (!endpoints(&nodes).contains(&echo_3)).then_some(()));
+    let gone_after = failed.elapsed();
+    assert!(gone_after < Duration::from_secs(10), "endpoints updated {gone_after:?} after the failure (grace 4 s)");
+    let ready =
+        nodes.ok(&["get", "node", "node-3", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "Unknown");
+    let taints = nodes.ok(&["get", "node", "node-3", "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert!(taints.contains("node.kubernetes.io/unreachable"), "{taints}");
+    // Traffic to the Service keeps succeeding, on the pods that are left.
+    let (_, out) =
+        nodes.in_pod("client-1", "for i in $(seq 20); do curl -s -m 2 http://echo/hostname || echo FAILED; echo; done");
+    let answers: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(answers.len(), 20, "{out}");
+    assert!(answers.iter().all(|a| *a == "echo-1" || *a == "echo-2"), "{out}");
+
+    // After its toleration of the unreachable taint (6 s here; the API server's default is 300 s), the
+    // Deployment's pod on node 3 is evicted and replaced on a healthy node.
+    let moved = eventually(60, "the mover pod replaced on a healthy node", || {
+        let (ready, terminating) = pods_by_node(&nodes, "app=mover");
+        let healthy: usize = ready.iter().filter(|(node, _)| *node != "node-3").map(|(_, n)| n).sum();
+        (healthy == 3 && terminating == 1).then_some(ready)
+    });
+    assert!(!moved.contains_key("node-3"), "{moved:?}");
+
+    // Node 3 comes back: Ready again, untainted, the evicted pod finished there, no duplicate left.
+    nodes.recover(3);
+    eventually(30, "node-3 Ready again", || {
+        let ready =
+            nodes.ok(&["get", "node", "node-3", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        let taints = nodes.ok(&["get", "node", "node-3", "-o", "jsonpath={.spec.taints[*].key}"]);
+        (ready == "True" && !taints.contains("unreachable")).then_some(())
+    });
+    eventually(60, "exactly three mover pods, none terminating", || {
+        let (ready, terminating) = pods_by_node(&nodes, "app=mover");
+        let all = nodes.ok(&["get", "pods", "-l", "app=mover", "-o", "name"]);
+        (terminating == 0 && all.lines().count() == 3 && ready.values().sum::<usize>() == 3).then_some(())
+    });
 }
