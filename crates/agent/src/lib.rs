@@ -47,8 +47,10 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// The executable that supervises containers (`skiff shim …`): the running `skiff` binary.
     pub shim_exe: PathBuf,
-    /// The cluster CA (`ca.crt`, `ca.key`) that signs the streaming server's certificate.
+    /// The cluster CA (`ca.crt`, `ca.key`) that signs the streaming server's certificate (unless `serving`).
     pub tls_dir: PathBuf,
+    /// The streaming server's certificate and key (PEM) the server issued when the node joined.
+    pub serving: Option<(String, String)>,
     /// The bearer token the API server presents to the streaming server.
     pub token: String,
     /// The pod network (all nodes): Service traffic from outside it is masqueraded.
@@ -131,11 +133,14 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     };
     let dns = tokio::spawn(dns::run(client.clone(), node_dns, shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
-    let tls = skiff_streams::tls::serving_config_from_dir(
-        &config.tls_dir,
-        std::slice::from_ref(&config.node_name),
-        &[config.node_ip],
-    )?;
+    let tls = match &config.serving {
+        Some((cert, key)) => skiff_streams::tls::serving_config_from_pem(cert, key)?,
+        None => skiff_streams::tls::serving_config_from_dir(
+            &config.tls_dir,
+            std::slice::from_ref(&config.node_name),
+            &[config.node_ip],
+        )?,
+    };
     let backend = Arc::new(streams::AgentBackend { dir: config.dir.clone(), client: client.clone() });
     let router = skiff_streams::router(backend, vec![config.token.clone()]);
     let streams =

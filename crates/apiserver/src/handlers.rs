@@ -19,6 +19,7 @@ use crate::server::State;
 
 pub mod delete;
 pub mod discovery;
+pub mod join;
 pub mod proxy;
 pub mod read;
 pub mod subresources;
@@ -27,7 +28,8 @@ pub mod write;
 
 /// Paths anyone may read without a token (upstream's `system:public-info-viewer`).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+    // (The join path checks the join secret itself.)
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz" | skiff_join::CACERTS_PATH | skiff_join::JOIN_PATH)
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
@@ -55,6 +57,9 @@ pub async fn dispatch(AxumState(state): AxumState<Arc<State>>, req: Request<Body
 
 async fn route(state: Arc<State>, req: Request<Body>) -> Result<Response, Failure> {
     let path = req.uri().path().to_string();
+    if path == skiff_join::CACERTS_PATH || path == skiff_join::JOIN_PATH {
+        return join::serve(&state, req).await;
+    }
     if let Some(resp) = discovery::serve(&state, &req, &path)? {
         return Ok(resp);
     }

@@ -42,6 +42,10 @@ pub struct State {
     pub services: ServiceAllocator,
     pub docs: skiff_openapi::Documents,
     pub admin_token: String,
+    /// The join token's secret: nodes join with it, and their credentials derive from it (`skiff_join`).
+    pub join_secret: String,
+    /// The cluster CA (PEM), served at `/cacerts`.
+    pub ca_pem: String,
     pub shutdown: CancellationToken,
     ready: AtomicBool,
 }
@@ -60,7 +64,14 @@ impl State {
         else {
             return false;
         };
-        constant_time_eq(token.trim().as_bytes(), self.admin_token.as_bytes())
+        let token = token.trim();
+        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
+            || skiff_join::node_of(&self.join_secret, token).is_some()
+    }
+
+    /// The token nodes are given to join with, `K10<CA hash>::server:<secret>`.
+    pub fn join_token(&self) -> String {
+        skiff_join::join_token(&self.ca_pem, &self.join_secret)
     }
 }
 
@@ -123,6 +134,8 @@ impl ApiServer {
             objects: Objects::new(store),
             docs: skiff_openapi::Documents::build(),
             admin_token: trust.admin_token.clone(),
+            join_secret: trust.join_secret.clone(),
+            ca_pem: trust.ca_pem.clone(),
             shutdown: shutdown.clone(),
             config: url_config,
             ready: AtomicBool::new(false),

@@ -33,6 +33,8 @@ pub struct TrustMaterial {
     pub ca_pem: String,
     pub server_config: Arc<rustls::ServerConfig>,
     pub admin_token: String,
+    /// The secret of the join token (`skiff_join`), generated into `join.secret` on first start.
+    pub join_secret: String,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -106,34 +108,26 @@ pub fn load_or_create(
             }
         };
 
-    let token_path = dir.join("admin.token");
     let admin_token = match token {
         Some(t) => t.to_string(),
-        None => match fs::read_to_string(&token_path) {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-            _ => {
-                let t = random_token();
-                write_private(&token_path, t.as_bytes())?;
-                t
-            }
-        },
+        None => read_or_generate(&dir.join("admin.token"))?,
     };
+    let join_secret = read_or_generate(&dir.join("join.secret"))?;
+    let config = skiff_streams::tls::serving_config_from_pem(&cert_pem, &key_pem)
+        .map_err(|e| TlsError::Load(format!("serving.crt / serving.key: {e}")))?;
+    Ok(TrustMaterial { ca_pem, server_config: config, admin_token, join_secret })
+}
 
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Load(e.to_string()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|e| TlsError::Load(e.to_string()))?
-        .ok_or_else(|| TlsError::Load("no private key in serving.key".into()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Load(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Load(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TrustMaterial { ca_pem, server_config: Arc::new(config), admin_token })
+/// The token in `path`, or a new random one written there (mode 0600) when there is none.
+fn read_or_generate(path: &Path) -> Result<String, TlsError> {
+    match fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => {
+            let t = random_token();
+            write_private(path, t.as_bytes())?;
+            Ok(t)
+        }
+    }
 }
 
 /// A 32-byte random token, hex-encoded.

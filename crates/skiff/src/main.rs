@@ -7,6 +7,7 @@
 
 mod allocator;
 mod client;
+mod join;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -139,19 +140,24 @@ struct ControllersArgs {
 
 #[derive(clap::Args, Debug)]
 struct AgentArgs {
-    /// The kubeconfig to reach the API with.
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    /// The server's data dir: the agent signs its streaming certificate with the cluster CA in `<dir>/tls` and
-    /// accepts the server's admin token from there (joining from another machine is the multi-node issue's work).
-    #[arg(long)]
-    server_data_dir: PathBuf,
-    /// The agent's own state: pods, CNI allocations (default: `<server-data-dir>/agent`).
+    /// Join the cluster of the API server at this URL (`https://HOST:6443`), with `--token`.
+    #[arg(long, requires = "token", conflicts_with_all = ["kubeconfig", "server_data_dir"])]
+    server: Option<String>,
+    /// The join token `skiff server` prints (and writes to `<data-dir>/node-token`): it pins the cluster CA and
+    /// authenticates the join.
+    #[arg(long, env = "SKIFF_TOKEN", requires = "server")]
+    token: Option<String>,
+    /// Instead of joining: the kubeconfig to reach the API with, beside a server on this machine.
+    #[arg(long, requires = "server_data_dir")]
+    kubeconfig: Option<PathBuf>,
+    /// Instead of joining: the data dir of the server on this machine, whose cluster CA signs the streaming
+    /// certificate and whose join secret gives the token the API server presents to the streaming server.
+    #[arg(long, requires = "kubeconfig")]
+    server_data_dir: Option<PathBuf>,
+    /// The agent's own state: pods, CNI allocations (default: `<server-data-dir>/agent`, or
+    /// `/var/lib/skiff/agent` when joining).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The token the API server presents to the streaming server (default: the server's `admin.token`).
-    #[arg(long, env = "SKIFF_TOKEN")]
-    token: Option<String>,
     /// This node's IP address (default: the default route's).
     #[arg(long)]
     node_ip: Option<IpAddr>,
@@ -428,7 +434,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             agent_port: 10250,
             control_plane: true,
             tls_dir: args.data_dir.join("tls"),
-            token: server.state.admin_token.clone(),
+            token: skiff_join::stream_token(&server.state.join_secret),
             cluster_cidr: args.cluster_cidr,
             service_cidr: args.service_cidr,
             proxy: !args.disable_proxy,
@@ -444,6 +450,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     println!("Skiff API server is ready at https://{}", server.local_addr);
     println!("Point kubectl at it with:\n  export KUBECONFIG={}", kubeconfig_path.display());
+    let token_path = args.data_dir.join("node-token");
+    write_secret(&token_path, &server.state.join_token())
+        .with_context(|| format!("writing {}", token_path.display()))?;
+    println!(
+        "Join another machine as a node with the token in {}:\n  skiff agent --server https://{}:{} --token <token>",
+        token_path.display(),
+        server.state.config.advertise_address,
+        server.local_addr.port(),
+    );
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -499,42 +514,59 @@ impl AgentSettings {
             service_cidr: self.service_cidr,
             proxy: self.proxy,
             heartbeat: self.heartbeat,
+            serving: None,
             thread_start: None,
         })
     }
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let tls_dir = args.server_data_dir.join("tls");
-    let token = match args.token {
-        Some(t) => t,
-        None => {
-            let path = tls_dir.join("admin.token");
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string()
+    let node_name = args.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    });
+    let node_ip = args.node_ip.unwrap_or_else(default_route_address);
+    let (client_config, stream_token, serving, tls_dir, dir) = match (&args.server, &args.token) {
+        (Some(server), Some(token)) => {
+            let joined = join::join(server, token, &node_name, node_ip).await?;
+            let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/skiff/agent"));
+            (joined.config, joined.stream_token, Some((joined.serving_cert, joined.serving_key)), PathBuf::new(), dir)
+        }
+        _ => {
+            let (Some(kubeconfig), Some(server_data_dir)) = (&args.kubeconfig, &args.server_data_dir) else {
+                eprintln!(
+                    "skiff: agent: give --server and --token to join a cluster (or --kubeconfig and --server-data-dir)"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            let tls_dir = server_data_dir.join("tls");
+            let path = tls_dir.join("join.secret");
+            let secret = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string();
+            let dir = args.data_dir.clone().unwrap_or_else(|| server_data_dir.join("agent"));
+            (config_from(Some(kubeconfig.clone())).await?, skiff_join::stream_token(&secret), None, tls_dir, dir)
         }
     };
     let config = AgentSettings {
-        node_name: args.node_name,
-        node_ip: args.node_ip.unwrap_or_else(default_route_address),
-        dir: args.data_dir.unwrap_or_else(|| args.server_data_dir.join("agent")),
+        node_name: Some(node_name),
+        node_ip,
+        dir,
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
         resolv_conf: args.resolv_conf,
         agent_port: args.agent_port,
         control_plane: false,
         tls_dir,
-        token,
+        token: stream_token,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
         proxy: !args.disable_proxy,
         heartbeat: args.node_status_update_frequency,
     }
     .into_config()?;
-    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::lean_thread), ..config };
-    let path = &args.kubeconfig;
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let client = client::build(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)?;
+    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::lean_thread), serving, ..config };
+    let client = client::build(client_config)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(skiff_agent::run(client, config, shutdown.clone()));
@@ -569,6 +601,15 @@ async fn explain_service(args: ExplainServiceArgs) -> anyhow::Result<ExitCode> {
     });
     print!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
 }
 
 /// The client configuration from the kubeconfig at `path`, or kube-rs's inference ($KUBECONFIG, ~/.kube/config,

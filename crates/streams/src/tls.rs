@@ -22,13 +22,14 @@ pub enum TlsError {
     Config(String),
 }
 
-/// A TLS server configuration with a fresh certificate for `names` and `ips`, signed by the CA.
-pub fn serving_config(
+/// A streaming server certificate and key (PEM) for `names` and `ips`, signed by the CA (`ca_cert_pem`,
+/// `ca_key_pem`): what the API server verifies when it connects to a node's agent.
+pub fn issue_serving_cert(
     ca_cert_pem: &str,
     ca_key_pem: &str,
     names: &[String],
     ips: &[IpAddr],
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<(String, String), TlsError> {
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
@@ -39,9 +40,17 @@ pub fn serving_config(
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2035, 1, 1);
     let cert = params.signed_by(&key, &issuer)?;
-    let chain = vec![cert.der().clone()];
-    let key_der =
-        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A serving configuration from a certificate and key in PEM.
+pub fn serving_config_from_pem(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let key_der = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .ok_or_else(|| TlsError::Config("no private key in the PEM".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -51,6 +60,17 @@ pub fn serving_config(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A serving configuration with a fresh certificate for `names` and `ips`, signed by the CA.
+pub fn serving_config(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    names: &[String],
+    ips: &[IpAddr],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert, key) = issue_serving_cert(ca_cert_pem, ca_key_pem, names, ips)?;
+    serving_config_from_pem(&cert, &key)
 }
 
 /// [`serving_config`] with the CA read from `dir/ca.crt` and `dir/ca.key`.

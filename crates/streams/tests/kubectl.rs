@@ -85,7 +85,8 @@ impl Fixture {
             &[IpAddr::from([127, 0, 0, 1])],
         )
         .expect("a serving certificate from the cluster CA");
-        let router = skiff_streams::router(Arc::new(Fake), vec![state.admin_token.clone()]);
+        // The token the API server presents to node agents.
+        let router = skiff_streams::router(Arc::new(Fake), vec![skiff_join::stream_token(&state.join_secret)]);
         let streams = StreamServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), tls, router).await.expect("streams");
         let port = streams.local_addr().port();
 

@@ -249,7 +249,7 @@ pub async fn proxy(
     }
     let upstream = upstream
         .header(header::HOST, loc.authority())
-        .header(header::AUTHORIZATION, format!("Bearer {}", state.admin_token))
+        .header(header::AUTHORIZATION, format!("Bearer {}", skiff_join::stream_token(&state.join_secret)))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| ApiError::Internal(format!("building the node agent request: {e}")))?;
     let client_upgrade = hyper::upgrade::on(&mut req);

@@ -41,6 +41,15 @@ impl Nodes {
     }
 
     fn start_with(count: usize, server_flags: &[&str], agent_flags: &[&str]) -> Nodes {
+        Nodes::launch(count, server_flags, agent_flags, true)
+    }
+
+    /// `count` node namespaces on the LAN, with only the server (node 1) started.
+    fn server_only(count: usize) -> Nodes {
+        Nodes::launch(count, &[], &[], false)
+    }
+
+    fn launch(count: usize, server_flags: &[&str], agent_flags: &[&str], agents: bool) -> Nodes {
         let dir = tempfile::tempdir().expect("temp dir");
         let tag: String =
             dir.path().file_name().unwrap_or_default().to_string_lossy().replace(['.', '_'], "")[..6].to_lowercase();
@@ -70,17 +79,18 @@ impl Nodes {
         // No upstream resolvers: nothing a test resolves may leave the LAN.
         std::fs::write(nodes.path("resolv.conf"), "# e2e: no upstream resolvers\n").expect("resolv.conf");
         nodes.start_server();
-        for n in 2..=count {
+        let started = if agents { count } else { 1 };
+        for n in 2..=started {
             nodes.start_agent(n);
         }
-        eventually(60, &format!("{count} Ready nodes"), || {
+        eventually(60, &format!("{started} Ready nodes"), || {
             let out = nodes.ok(&[
                 "get",
                 "nodes",
                 "-o",
                 "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
             ]);
-            (out.lines().filter(|l| *l == "True").count() == count).then_some(())
+            (out.lines().filter(|l| *l == "True").count() == started).then_some(())
         });
         nodes
     }
@@ -172,6 +182,20 @@ impl Nodes {
     fn recover(&mut self, n: usize) {
         run(&["-n", &self.lan, "link", "set", &format!("n{n}"), "up"]);
         self.start_agent(n);
+    }
+
+    /// `skiff agent --server … --token <token>` on node `n`, as a machine joins: no kubeconfig, no server data
+    /// dir. Started in the background (its process replaces node `n`'s), or run to its end with `wait`.
+    fn join_cmd(&self, n: usize, token: &str) -> Command {
+        let mut cmd = self.in_node(n, env!("CARGO_BIN_EXE_skiff"));
+        cmd.args(["agent", "--node-name", &format!("node-{n}"), "--node-ip", &node_ip(n)])
+            .args(["--server", &format!("https://{}:{API_PORT}", node_ip(1)), "--token", token])
+            .arg("--data-dir")
+            .arg(self.path(&format!("node-{n}")).join("agent"))
+            .arg("--resolv-conf")
+            .arg(self.path("resolv.conf"))
+            .args(&self.agent_flags);
+        cmd
     }
 
     fn log(&self, n: usize) -> String {
@@ -462,4 +486,60 @@ fn a_failed_node_loses_its_endpoints_its_pods_move_and_it_comes_back_without_dup
         let all = nodes.ok(&["get", "pods", "-l", "app=mover", "-o", "name"]);
         (terminating == 0 && all.lines().count() == 3 && ready.values().sum::<usize>() == 3).then_some(())
     });
+}
+
+#[test]
+fn a_machine_joins_with_the_token_the_server_prints_and_a_bad_token_changes_nothing() {
+    let mut nodes = Nodes::server_only(2);
+    let token = std::fs::read_to_string(nodes.path("node-1").join("node-token")).expect("the node token");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("K10") && token.contains("::server:"), "{token}");
+    let (hash, secret) = token.trim_start_matches("K10").split_once("::server:").expect("hash and secret");
+
+    // Bad tokens: each fails at once with a clear message, and no Node appears.
+    let other_ca = format!("K10{}::server:{secret}", "0".repeat(64));
+    let wrong_secret = format!("K10{hash}::server:not-the-secret");
+    for (bad, says) in [
+        (other_ca.as_str(), "another CA"),
+        (wrong_secret.as_str(), "refused the join token (401 Unauthorized)"),
+        ("not-a-token", "a join token looks like K10<CA hash>::server:<secret>"),
+    ] {
+        let out = nodes.join_cmd(2, bad).output().expect("skiff agent runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "joined with {bad:?}");
+        assert!(stderr.contains(says), "{bad:?}: {stderr}");
+    }
+    assert_eq!(nodes.ok(&["get", "nodes", "-o", "name"]), "node/node-1", "a bad token made no Node");
+
+    // The right token: node 2 joins, gets a pod CIDR and a route, runs a pod, and serves its logs and exec
+    // through the API server (its streaming certificate was signed at the join, and it accepts the token the
+    // API server presents).
+    let child = nodes.join_cmd(2, &token).stdout(Stdio::null()).stderr(nodes.log_file("node-2.log")).spawn();
+    nodes.processes.push(child.expect("skiff agent starts"));
+    eventually(60, "node-2 Ready", || {
+        let ready = nodes.kubectl(&[
+            "get",
+            "node",
+            "node-2",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        (String::from_utf8_lossy(&ready.stdout) == "True").then_some(())
+    });
+    nodes.apply(&(echo_pod(2) + &client_pod(1)));
+    nodes.ok(&["wait", "--for=condition=Ready", "pod/echo-2", "pod/client-1", "--timeout=90s"]);
+    let hostname = nodes.ok(&["exec", "echo-2", "--", "cat", "/etc/hostname"]);
+    assert_eq!(hostname.trim(), "echo-2");
+    let logs = nodes.ok(&["logs", "echo-2"]);
+    assert!(!logs.is_empty(), "logs through the joined node's streaming server");
+    let ip = pod_ip(&nodes, "echo-2");
+    let (_, seen) = nodes.in_pod("client-1", &format!("curl -s -m 3 http://{ip}:8080/hostname"));
+    assert_eq!(seen.trim(), "echo-2", "pod traffic to the joined node");
+    // The joined node holds none of the server's secrets.
+    let agent_dir = nodes.path("node-2").join("agent");
+    for secret_file in ["ca.key", "admin.token", "join.secret"] {
+        let found =
+            std::process::Command::new("find").arg(&agent_dir).args(["-name", secret_file]).output().expect("find");
+        assert!(String::from_utf8_lossy(&found.stdout).trim().is_empty(), "{secret_file} on the joined node");
+    }
 }
