@@ -48,6 +48,20 @@ struct SliceEndpoint {
     node: Option<String>,
     hostname: Option<String>,
     ports: Vec<String>,
+    /// The slice's named ports: name, number, protocol (lower case), which SRV records of headless Services give.
+    named_ports: Vec<(String, i32, String)>,
+}
+
+impl SliceEndpoint {
+    /// The endpoint's own name under a headless Service: its hostname, else its address with dashes (Skiff's
+    /// DNS, as CoreDNS).
+    fn dns_label(&self) -> String {
+        self.hostname.as_deref().map_or_else(|| self.address.replace(['.', ':'], "-"), str::to_lowercase)
+    }
+
+    fn record_type(&self) -> &'static str {
+        if self.address.contains(':') { "AAAA" } else { "A" }
+    }
 }
 
 fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
@@ -64,6 +78,15 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
                     Some(name) => format!("{name} {number}/{protocol}"),
                     None => format!("{number}/{protocol}"),
                 }
+            })
+            .collect();
+        let named_ports: Vec<(String, i32, String)> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let name = p.name.clone().filter(|n| !n.is_empty())?;
+                Some((name, p.port?, p.protocol.as_deref().unwrap_or("TCP").to_lowercase()))
             })
             .collect();
         for endpoint in &slice.endpoints {
@@ -84,6 +107,7 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
                     node: endpoint.node_name.clone(),
                     hostname: endpoint.hostname.clone(),
                     ports: ports.clone(),
+                    named_ports: named_ports.clone(),
                 });
             }
         }
@@ -96,6 +120,11 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<SliceEndpoint> {
             for port in later.ports.drain(..) {
                 if !first.ports.contains(&port) {
                     first.ports.push(port);
+                }
+            }
+            for port in later.named_ports.drain(..) {
+                if !first.named_ports.contains(&port) {
+                    first.named_ports.push(port);
                 }
             }
         }
@@ -137,6 +166,16 @@ fn target_port_text(port: &ApiServicePort) -> String {
         Some(IntOrString::String(name)) => format!("pods' port named {name}"),
         Some(IntOrString::Int(n)) if *n != 0 => format!("pods' port {n}"),
         _ => format!("pods' port {}", port.port),
+    }
+}
+
+/// What a verdict of the proxy's maps does, in words (`none` when there is no element).
+fn route_text(verdict: Option<&str>, none: &str) -> String {
+    match verdict {
+        None => none.to_string(),
+        Some("goto reject-chain") => "refused at once (no endpoints)".to_string(),
+        Some("drop") => "dropped (no endpoint on this node for its Local traffic policy)".to_string(),
+        Some(other) => other.strip_prefix("goto ").map_or_else(|| other.to_string(), |c| format!("chain {c}")),
     }
 }
 
@@ -311,19 +350,16 @@ pub fn report(
     // DNS names.
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
     let _ = writeln!(out, "\nDNS names (zone {zone}):");
+    let served: Vec<&SliceEndpoint> = endpoints.iter().filter(|e| e.ready || publish_not_ready).collect();
     if headless {
-        let answers: Vec<&str> =
-            endpoints.iter().filter(|e| e.ready || publish_not_ready).map(|e| e.address.as_str()).collect();
-        let shown = if answers.is_empty() {
+        let shown = if served.is_empty() {
             "no address records (no Ready endpoints)".to_string()
         } else {
-            format!("A {}", answers.join(" "))
+            served.iter().map(|e| format!("{} {}", e.record_type(), e.address)).collect::<Vec<_>>().join(", ")
         };
         let _ = writeln!(out, "  {fqdn}  {shown}");
-        for endpoint in endpoints.iter().filter(|e| e.ready || publish_not_ready) {
-            if let Some(hostname) = &endpoint.hostname {
-                let _ = writeln!(out, "  {hostname}.{fqdn}  A {}", endpoint.address);
-            }
+        for endpoint in &served {
+            let _ = writeln!(out, "  {}.{fqdn}  {} {}", endpoint.dns_label(), endpoint.record_type(), endpoint.address);
         }
     } else if !ips.is_empty() {
         let records: Vec<String> =
@@ -331,9 +367,26 @@ pub fn report(
         let _ = writeln!(out, "  {fqdn}  {}", records.join(", "));
     }
     for port in spec.ports.iter().flatten() {
-        if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
-            let protocol = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
-            let _ = writeln!(out, "  _{port_name}._{protocol}.{fqdn}  SRV port {}", port.port);
+        let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) else { continue };
+        let protocol = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+        let srv = format!("_{port_name}._{protocol}.{fqdn}");
+        if !headless {
+            let _ = writeln!(out, "  {srv}  SRV {} {fqdn}", port.port);
+            continue;
+        }
+        // A headless Service's SRV records: one per endpoint serving the named port, on the endpoint's port.
+        let records: Vec<String> = served
+            .iter()
+            .filter_map(|e| {
+                let (_, number, _) = e.named_ports.iter().find(|(n, _, p)| n == port_name && *p == protocol)?;
+                Some(format!("SRV {number} {}.{fqdn}", e.dns_label()))
+            })
+            .collect();
+        if records.is_empty() {
+            let _ = writeln!(out, "  {srv}  no records (no Ready endpoint serves the port)");
+        }
+        for record in records {
+            let _ = writeln!(out, "  {srv}  {record}");
         }
     }
     let _ = writeln!(out, "  (also {name}.{namespace} from any namespace, and {name} from pods in {namespace})");
@@ -360,15 +413,12 @@ pub fn report(
                 let _ = writeln!(out, "  {label}: could not read the table: {e}");
             }
             Ok(programmed) => {
-                let route = match programmed.cluster_ip_verdict.as_deref() {
-                    None => "no rule for its cluster IP".to_string(),
-                    Some("goto reject-chain") => "refused at once (no endpoints)".to_string(),
-                    Some("drop") => "dropped (no endpoint on this node for its Local traffic policy)".to_string(),
-                    Some(other) => {
-                        other.strip_prefix("goto ").map_or_else(|| other.to_string(), |c| format!("chain {c}"))
-                    }
-                };
+                let route = route_text(programmed.cluster_ip_verdict.as_deref(), "no rule for its cluster IP");
                 let _ = writeln!(out, "  {label}: {route}");
+                if let Some(node_port) = port.node_port {
+                    let route = route_text(programmed.node_port_verdict.as_deref(), "no rule");
+                    let _ = writeln!(out, "    NodePort {node_port}: {route}");
+                }
                 if let Some((external, present)) = &programmed.external_chain {
                     let present = if *present { "" } else { " (not in the table: no way in from outside here)" };
                     let _ = writeln!(out, "    from outside: chain {external}{present}");

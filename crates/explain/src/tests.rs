@@ -54,6 +54,7 @@ fn programmed(port: &ServicePort, backends: &[&str]) -> Programmed {
             format!("goto {chain}")
         }),
         external_chain: port.is_external().then(|| (skiff_proxy::ruleset::external_chain(port), true)),
+        node_port_verdict: port.node_port.map(|_| format!("goto {}", skiff_proxy::ruleset::external_chain(port))),
         backends: backends.iter().map(|b| b.parse().expect("an address")).collect(),
     }
 }
@@ -70,6 +71,7 @@ fn the_lab_service_shows_its_pod_the_version_1_near_miss_and_where_traffic_goes(
     assert!(text.contains("web-v2.default.svc.cluster.local  A 10.43.0.20"), "{text}");
     assert!(text.contains("8088/tcp: chain service-") && text.contains("-default/web-v2/tcp/\n"), "{text}");
     assert!(text.contains("from outside: chain external-"), "{text}");
+    assert!(text.contains("    NodePort 31000: chain external-"), "{text}");
     assert!(text.contains("backends: 10.42.0.6:80"), "{text}");
     assert!(text.contains("Verdict: traffic to web-v2 reaches 1 Ready endpoint(s)."), "{text}");
 }
@@ -132,15 +134,27 @@ fn headless_external_name_and_selector_less_services_say_what_they_are() {
     let mut headless = lab();
     headless.service = service(json!({"clusterIP": "None", "selector": {"app": "web", "version": "v2"},
         "ports": [{"name": "http", "port": 80}]}));
-    headless.slices = vec![slice(json!([
-        {"addresses": ["10.42.0.6"], "hostname": "web-0", "conditions": {"ready": true}},
+    let mut named = slice(json!([
+        {"addresses": ["10.42.0.6"], "hostname": "Web-0", "conditions": {"ready": true}},
+        {"addresses": ["10.42.0.7"], "conditions": {"ready": true}},
         {"addresses": ["10.42.0.9"], "conditions": {"ready": false}},
-    ]))];
+    ]));
+    named.ports = Some(vec![k8s_openapi::api::discovery::v1::EndpointPort {
+        name: Some("http".into()),
+        port: Some(8080),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }]);
+    headless.slices = vec![named];
     let text = report(&headless, "cluster.local", &mut |_| panic!("a headless Service has no rules to read"));
     assert!(text.contains("IP:         None (headless)"), "{text}");
-    assert!(text.contains("web-v2.default.svc.cluster.local  A 10.42.0.6\n"), "{text}");
-    assert!(text.contains("web-0.web-v2.default.svc.cluster.local  A 10.42.0.6"), "{text}");
-    assert!(text.contains("_http._tcp.web-v2.default.svc.cluster.local  SRV port 80"), "{text}");
+    assert!(text.contains("  web-v2.default.svc.cluster.local  A 10.42.0.6, A 10.42.0.7\n"), "{text}");
+    assert!(text.contains("  web-0.web-v2.default.svc.cluster.local  A 10.42.0.6\n"), "{text}");
+    assert!(text.contains("  10-42-0-7.web-v2.default.svc.cluster.local  A 10.42.0.7\n"), "{text}");
+    assert!(!text.contains("10-42-0-9.web-v2"), "not Ready: {text}");
+    let srv = "_http._tcp.web-v2.default.svc.cluster.local";
+    assert!(text.contains(&format!("  {srv}  SRV 8080 web-0.web-v2.default.svc.cluster.local\n")), "{text}");
+    assert!(text.contains(&format!("  {srv}  SRV 8080 10-42-0-7.web-v2.default.svc.cluster.local\n")), "{text}");
     assert!(text.contains("10.42.0.9  NotReady"), "{text}");
     assert!(text.contains("headless: no virtual IP"), "{text}");
 
@@ -175,7 +189,12 @@ fn an_address_in_two_slices_is_one_endpoint_a_terminating_one_is_not_ready_and_a
     }]);
     objects.slices.push(second);
     let text = report(&objects, "cluster.local", &mut |_| {
-        Ok(Programmed { cluster_ip_verdict: Some("drop".into()), external_chain: None, backends: Vec::new() })
+        Ok(Programmed {
+            cluster_ip_verdict: Some("drop".into()),
+            external_chain: None,
+            node_port_verdict: None,
+            backends: Vec::new(),
+        })
     });
     assert!(text.contains("1 Ready of 2\n"), "{text}");
     assert!(text.contains("  10.42.0.6  Ready  pod web-v2-b  node node-1  ports 80/TCP, metrics 9090/TCP\n"), "{text}");

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::model::ServicePort;
 use crate::nft::NftError;
-use crate::ruleset::{NO_ENDPOINT_SERVICES, SERVICE_IPS, external_chain};
+use crate::ruleset::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS, external_chain};
 
 /// What the kernel holds for one service port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub struct Programmed {
     /// The chain for traffic from outside the cluster (NodePort, LoadBalancer, externalIPs, localhost), when the
     /// port has one, and whether it is in the table.
     pub external_chain: Option<(String, bool)>,
+    /// The verdict for the port's NodePort on this node's addresses, as for the cluster IP; `None` when it has
+    /// none or the table has no entry for it.
+    pub node_port_verdict: Option<String>,
     /// The endpoints traffic to the cluster IP is DNATed to, sorted.
     pub backends: Vec<SocketAddr>,
 }
@@ -35,6 +38,16 @@ pub fn programmed(table: &str, port: &ServicePort) -> Result<Programmed, NftErro
         for map in [SERVICE_IPS, NO_ENDPOINT_SERVICES] {
             if let Some(listing) = get_element(table, map, &key)? {
                 cluster_ip_verdict = element_verdict(&listing);
+                break;
+            }
+        }
+    }
+    let mut node_port_verdict = None;
+    if let Some(node_port) = port.node_port {
+        let key = format!("{{ {} . {node_port} }}", port.protocol.as_str());
+        for map in [SERVICE_NODEPORTS, NO_ENDPOINT_NODEPORTS] {
+            if let Some(listing) = get_element(table, map, &key)? {
+                node_port_verdict = element_verdict(&listing);
                 break;
             }
         }
@@ -52,7 +65,7 @@ pub fn programmed(table: &str, port: &ServicePort) -> Result<Programmed, NftErro
     {
         collect_backends(table, &rules, &mut backends, 0)?;
     }
-    Ok(Programmed { cluster_ip_verdict, external_chain, backends: backends.into_iter().collect() })
+    Ok(Programmed { cluster_ip_verdict, external_chain, node_port_verdict, backends: backends.into_iter().collect() })
 }
 
 /// How deep chains jump into one another at most (service → local → endpoint).

@@ -44,8 +44,10 @@ const CLUSTER_IPS: &str = "cluster-ips";
 pub const SERVICE_IPS: &str = "service-ips";
 /// The same key → reject (no endpoints) or drop (none on this node for a Local policy).
 pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
-const SERVICE_NODEPORTS: &str = "service-nodeports";
-const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+/// Protocol . NodePort → the verdict for traffic to that port on any node address.
+pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+/// The same key → reject or drop when the port has no (local) endpoints.
+pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 /// `endpoint . endpoint` for every endpoint the table DNATs to: a connection DNATed back to its own source is a
 /// pod reaching itself through its Service (hairpin), masqueraded so the reply comes back through the node.
 const HAIRPIN_ENDPOINTS: &str = "hairpin-endpoints";

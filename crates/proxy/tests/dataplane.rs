@@ -436,6 +436,9 @@ fn session_affinity_and_traffic_policies() {
     let external: Vec<_> = programmed.iter().map(|p| p.external_chain.as_ref().map(|(_, present)| *present)).collect();
     // No endpoint here for `externalTrafficPolicy: Local`: no way in from outside on this node.
     assert_eq!(external, [None, Some(true), Some(true), Some(false), None, None]);
+    let node_ports: Vec<_> =
+        programmed.iter().map(|p| p.node_port_verdict.as_deref().and_then(|v| v.split('-').next())).collect();
+    assert_eq!(node_ports, [None, Some("goto external"), Some("goto external"), Some("drop"), None, None]);
     let gone = service("gone", "10.43.0.46", 80, &POD_IPS);
     let gone = node.node.run(move || inspect::programmed("skiff-test", &gone)).expect("nft lists the table");
     assert!(gone.cluster_ip_verdict.is_none() && gone.backends.is_empty(), "{gone:?}");
