@@ -1,7 +1,8 @@
 //! The controllers that make a Skiff cluster move by itself, run together under one supervisor: Deployments and
 //! ReplicaSets (`skiff-workloads`), Endpoints, EndpointSlices and their mirroring (`skiff-endpoints`), garbage
 //! collection and namespace deletion (`skiff-gc`), the scheduler (`skiff-scheduler`) and LoadBalancer status
-//! (`skiff-servicelb`), and node IPAM (`skiff-nodeipam`).
+//! (`skiff-servicelb`), node IPAM (`skiff-nodeipam`) and the node lifecycle (`skiff-nodelifecycle`). With several
+//! servers on one datastore only the holder of a Lease runs them ([`leader`]).
 //!
 //! Each controller is a kube-rs client of the API and knows nothing of the others; they meet only through the
 //! objects they read and write. `skiff server` runs them in-process against its own API server, and
@@ -19,6 +20,8 @@ use kube::Client;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub mod leader;
+
 /// One controller's loop, as a future.
 type Loop = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 type Run = Arc<dyn Fn(Client, CancellationToken) -> Loop + Send + Sync>;
@@ -30,6 +33,9 @@ pub struct Options {
     pub cluster_cidr: Ipv4Net,
     /// When silent nodes turn unreachable and their pods are evicted.
     pub node_lifecycle: skiff_nodelifecycle::Options,
+    /// Who holds the controllers' Lease when this process leads (default: `<hostname>_<pid>`). A server passes
+    /// one that survives its restarts, so a restarted server takes its own Lease back at once.
+    pub identity: Option<String>,
 }
 
 impl Default for Options {
@@ -37,6 +43,7 @@ impl Default for Options {
         Self {
             cluster_cidr: Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
             node_lifecycle: skiff_nodelifecycle::Options::default(),
+            identity: None,
         }
     }
 }
@@ -73,15 +80,27 @@ pub async fn run(client: Client, options: Options, shutdown: CancellationToken) 
     run_only(client, options, &names(), shutdown).await;
 }
 
-/// Runs the named controllers (see [`names`]) until `shutdown` fires.
+/// Runs the named controllers (see [`names`]) until `shutdown` fires, while this process holds the controllers'
+/// Lease ([`leader`]): with several servers on one datastore, one of them runs them.
 pub async fn run_only(client: Client, options: Options, only: &[&str], shutdown: CancellationToken) {
-    let mut set = JoinSet::new();
-    for (name, run) in controllers(&options).into_iter().filter(|(name, _)| only.contains(name)) {
-        let client = client.clone();
-        let shutdown = shutdown.clone();
-        set.spawn(async move { supervise(name, run, client, shutdown).await });
-    }
-    while set.join_next().await.is_some() {}
+    let identity = options.identity.clone().unwrap_or_else(|| {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}_{}", hostname.trim(), std::process::id())
+    });
+    let only: Vec<&'static str> = names().into_iter().filter(|n| only.contains(n)).collect();
+    let lead = |lost: CancellationToken| {
+        let (client, options, only) = (client.clone(), options.clone(), only.clone());
+        async move {
+            let mut set = JoinSet::new();
+            for (name, run) in controllers(&options).into_iter().filter(|(name, _)| only.contains(name)) {
+                let client = client.clone();
+                let lost = lost.clone();
+                set.spawn(async move { supervise(name, run, client, lost).await });
+            }
+            while set.join_next().await.is_some() {}
+        }
+    };
+    leader::run(client.clone(), identity, shutdown, lead).await;
 }
 
 /// Keeps one controller running: restarts it with exponential backoff (1 s doubling to 30 s) when it fails.

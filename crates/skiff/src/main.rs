@@ -414,9 +414,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let client = client_for(&server.kubeconfig).await.context("a client for the controllers")?;
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let options = skiff_controllers::Options {
             cluster_cidr: args.cluster_cidr,
             node_lifecycle: args.node_lifecycle.options(),
+            identity: Some(format!("{} {}", hostname.trim(), args.data_dir.display())),
         };
         Some(tokio::spawn(skiff_controllers::run(client, options, shutdown.clone())))
     };
@@ -652,8 +654,11 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<ExitCode> {
         only
     };
     let token = shutdown.clone();
-    let options =
-        skiff_controllers::Options { cluster_cidr: args.cluster_cidr, node_lifecycle: args.node_lifecycle.options() };
+    let options = skiff_controllers::Options {
+        cluster_cidr: args.cluster_cidr,
+        node_lifecycle: args.node_lifecycle.options(),
+        identity: None,
+    };
     let running = tokio::spawn(async move { skiff_controllers::run_only(client, options, &only, token).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

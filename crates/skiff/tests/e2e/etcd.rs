@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use skiff_store::test_util::EtcdServer;
 
-use super::cluster::{Cluster, example, tail};
+use super::cluster::{Cluster, eventually, example, tail};
 
 /// A throwaway etcd for one test ([`EtcdServer`] from `skiff_store::test_util`); a missing etcd binary fails
 /// the test, never skips it.
@@ -203,4 +203,58 @@ fn two_api_servers_on_one_etcd_serve_one_cluster() {
     assert_distinct_ips(&b, 2 * EACH + 2);
     let cols = ["get", "svc", "-o", "custom-columns=N:.metadata.name,IP:.spec.clusterIP", "--sort-by=.metadata.name"];
     assert_eq!(a.ok(&cols), b.ok(&cols));
+}
+
+/// The controllers' holder of `kube-system/skiff-controllers`, as `kubectl` reads it through `c`.
+fn controllers_leader(c: &Cluster) -> String {
+    c.ok(&["get", "lease", "-n", "kube-system", "skiff-controllers", "-o", "jsonpath={.spec.holderIdentity}"])
+}
+
+#[test]
+fn two_servers_run_the_controllers_once_and_the_survivor_takes_over() {
+    let etcd = start_etcd();
+    let flags = ["--datastore-endpoint", etcd.endpoint(), "--token", "shared-e2e-token"];
+    let mut a = Cluster::start_with(&flags);
+    let mut b = Cluster::start_sharing_ca(&a, &flags);
+    let identity = |c: &Cluster| c.data_dir().display().to_string();
+    let leader = eventually(20, "a leader", || Some(controllers_leader(&a)).filter(|l| !l.is_empty()));
+    assert!(leader.ends_with(&identity(&a)) || leader.ends_with(&identity(&b)), "{leader}");
+    // It stays with one server: the other keeps trying and does not take it while it is renewed.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(controllers_leader(&b), leader);
+
+    // The controllers work (a Deployment's ReplicaSet makes its pods) wherever they run.
+    a.ok(&["create", "deployment", "first", "--image=kiamol/ch03-sleep", "--replicas=2"]);
+    eventually(30, "first's two pods", || {
+        (b.ok(&["get", "pods", "-l", "app=first", "-o", "name"]).lines().count() == 2).then_some(())
+    });
+
+    // Stop the leader with SIGKILL (no chance to give the Lease up): the survivor takes over once it expires.
+    let (survivor, dead) = if leader.ends_with(&identity(&a)) { (&b, "a") } else { (&a, "b") };
+    let survivor_identity = identity(survivor);
+    let killed = Instant::now();
+    if dead == "a" {
+        a.kill();
+        let new = eventually(40, "the survivor to lead", || {
+            Some(controllers_leader(&b)).filter(|l| l.ends_with(&survivor_identity))
+        });
+        assert!(new.ends_with(&survivor_identity));
+        b.ok(&["create", "deployment", "second", "--image=kiamol/ch03-sleep", "--replicas=2"]);
+        eventually(30, "second's two pods", || {
+            (b.ok(&["get", "pods", "-l", "app=second", "-o", "name"]).lines().count() == 2).then_some(())
+        });
+    } else {
+        b.kill();
+        let new = eventually(40, "the survivor to lead", || {
+            Some(controllers_leader(&a)).filter(|l| l.ends_with(&survivor_identity))
+        });
+        assert!(new.ends_with(&survivor_identity));
+        a.ok(&["create", "deployment", "second", "--image=kiamol/ch03-sleep", "--replicas=2"]);
+        eventually(30, "second's two pods", || {
+            (a.ok(&["get", "pods", "-l", "app=second", "-o", "name"]).lines().count() == 2).then_some(())
+        });
+    }
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(30), "took over after {took:?} (the Lease lasts 15 s)");
+    eprintln!("the surviving server led the controllers {took:?} after the leader was killed");
 }
