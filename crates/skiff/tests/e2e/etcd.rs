@@ -214,8 +214,8 @@ fn controllers_leader(c: &Cluster) -> String {
 fn two_servers_run_the_controllers_once_and_the_survivor_takes_over() {
     let etcd = start_etcd();
     let flags = ["--datastore-endpoint", etcd.endpoint(), "--token", "shared-e2e-token"];
-    let mut a = Cluster::start_with(&flags);
-    let mut b = Cluster::start_sharing_ca(&a, &flags);
+    let a = Cluster::start_with(&flags);
+    let b = Cluster::start_sharing_ca(&a, &flags);
     let identity = |c: &Cluster| c.data_dir().display().to_string();
     let leader = eventually(20, "a leader", || Some(controllers_leader(&a)).filter(|l| !l.is_empty()));
     assert!(leader.ends_with(&identity(&a)) || leader.ends_with(&identity(&b)), "{leader}");
@@ -230,30 +230,18 @@ fn two_servers_run_the_controllers_once_and_the_survivor_takes_over() {
     });
 
     // Stop the leader with SIGKILL (no chance to give the Lease up): the survivor takes over once it expires.
-    let (survivor, dead) = if leader.ends_with(&identity(&a)) { (&b, "a") } else { (&a, "b") };
-    let survivor_identity = identity(survivor);
+    let (mut dead, survivor) = if leader.ends_with(&identity(&a)) { (a, b) } else { (b, a) };
+    let survivor_identity = identity(&survivor);
     let killed = Instant::now();
-    if dead == "a" {
-        a.kill();
-        let new = eventually(40, "the survivor to lead", || {
-            Some(controllers_leader(&b)).filter(|l| l.ends_with(&survivor_identity))
-        });
-        assert!(new.ends_with(&survivor_identity));
-        b.ok(&["create", "deployment", "second", "--image=kiamol/ch03-sleep", "--replicas=2"]);
-        eventually(30, "second's two pods", || {
-            (b.ok(&["get", "pods", "-l", "app=second", "-o", "name"]).lines().count() == 2).then_some(())
-        });
-    } else {
-        b.kill();
-        let new = eventually(40, "the survivor to lead", || {
-            Some(controllers_leader(&a)).filter(|l| l.ends_with(&survivor_identity))
-        });
-        assert!(new.ends_with(&survivor_identity));
-        a.ok(&["create", "deployment", "second", "--image=kiamol/ch03-sleep", "--replicas=2"]);
-        eventually(30, "second's two pods", || {
-            (a.ok(&["get", "pods", "-l", "app=second", "-o", "name"]).lines().count() == 2).then_some(())
-        });
-    }
+    dead.kill();
+    let new = eventually(40, "the survivor to lead", || {
+        Some(controllers_leader(&survivor)).filter(|l| l.ends_with(&survivor_identity))
+    });
+    assert!(new.ends_with(&survivor_identity));
+    survivor.ok(&["create", "deployment", "second", "--image=kiamol/ch03-sleep", "--replicas=2"]);
+    eventually(30, "second's two pods", || {
+        (survivor.ok(&["get", "pods", "-l", "app=second", "-o", "name"]).lines().count() == 2).then_some(())
+    });
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(30), "took over after {took:?} (the Lease lasts 15 s)");
     eprintln!("the surviving server led the controllers {took:?} after the leader was killed");
