@@ -47,10 +47,8 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// The executable that supervises containers (`skiff shim …`): the running `skiff` binary.
     pub shim_exe: PathBuf,
-    /// The cluster CA (`ca.crt`, `ca.key`) that signs the streaming server's certificate (unless `serving`).
-    pub tls_dir: PathBuf,
-    /// The streaming server's certificate and key (PEM) the server issued when the node joined.
-    pub serving: Option<(String, String)>,
+    /// Where the streaming server's certificate comes from.
+    pub serving: ServingCert,
     /// The bearer token the API server presents to the streaming server.
     pub token: String,
     /// The pod network (all nodes): Service traffic from outside it is masqueraded.
@@ -67,6 +65,14 @@ pub struct AgentConfig {
     /// Called first on each thread the agent starts for itself (not the tokio runtime's, which the caller
     /// builds); `skiff agent` turns the allocator's thread cache off with it.
     pub thread_start: Option<fn()>,
+}
+
+/// The streaming server's certificate: signed here by the cluster CA in a directory (`ca.crt`, `ca.key`: an
+/// agent beside its server), or the one the server issued when the node joined (certificate and key, PEM).
+#[derive(Debug, Clone)]
+pub enum ServingCert {
+    SignedWithCaIn(PathBuf),
+    Issued { cert: String, key: String },
 }
 
 fn network(dir: &Path, subnet: Ipv4Net) -> skiff_cni::NetworkConfig {
@@ -134,9 +140,9 @@ pub async fn run(client: kube::Client, config: AgentConfig, shutdown: Cancellati
     let dns = tokio::spawn(dns::run(client.clone(), node_dns, shutdown.clone()));
     // The streaming server (the kubelet's port): logs, exec and port-forward, proxied by the API server.
     let tls = match &config.serving {
-        Some((cert, key)) => skiff_streams::tls::serving_config_from_pem(cert, key)?,
-        None => skiff_streams::tls::serving_config_from_dir(
-            &config.tls_dir,
+        ServingCert::Issued { cert, key } => skiff_streams::tls::serving_config_from_pem(cert, key)?,
+        ServingCert::SignedWithCaIn(tls_dir) => skiff_streams::tls::serving_config_from_dir(
+            tls_dir,
             std::slice::from_ref(&config.node_name),
             &[config.node_ip],
         )?,

@@ -55,18 +55,12 @@ impl State {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Whether the request carries a valid bearer token.
+    /// Whether the request carries a valid bearer token: the admin's or a joined node's.
     pub fn authenticate(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        let token = token.trim();
-        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
-            || skiff_join::node_of(&self.join_secret, token).is_some()
+        bearer(headers).is_some_and(|token| {
+            skiff_join::constant_time_eq(token, &self.admin_token)
+                || skiff_join::node_of(&self.join_secret, token).is_some()
+        })
     }
 
     /// The token nodes are given to join with, `K10<CA hash>::server:<secret>`.
@@ -75,8 +69,10 @@ impl State {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The request's bearer token, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim())
 }
 
 /// A started API server.

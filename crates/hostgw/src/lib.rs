@@ -90,24 +90,31 @@ pub fn reconcile(want: &Routes) -> anyhow::Result<usize> {
     Ok(changed)
 }
 
-/// The egress masquerade: traffic from the pod network to anywhere outside it leaves with the node's address.
+/// What removes the egress table (creating it first, so that it may be missing).
+fn remove_egress() -> String {
+    format!("table ip {EGRESS_TABLE} {{}}\ndelete table ip {EGRESS_TABLE}\n")
+}
+
+/// The egress masquerade: traffic from the pod network to anywhere outside it leaves with the node's address
+/// (replacing an earlier table in the same transaction).
 pub fn egress_script(cluster_cidr: Ipv4Net) -> String {
-    format!(
-        "table ip {EGRESS_TABLE} {{}}\ndelete table ip {EGRESS_TABLE}\ntable ip {EGRESS_TABLE} {{\n  chain \
+    remove_egress()
+        + &format!(
+            "table ip {EGRESS_TABLE} {{\n  chain \
          postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {cluster_cidr} ip \
          daddr != {cluster_cidr} ip daddr != 224.0.0.0/4 masquerade\n  }}\n}}\n"
-    )
+        )
 }
 
 /// Writes the egress masquerade (replacing an earlier one), atomically.
 pub fn apply_egress(cluster_cidr: Ipv4Net) -> anyhow::Result<()> {
-    nft_script(&egress_script(cluster_cidr))
+    Ok(skiff_proxy::nft::apply(&egress_script(cluster_cidr))?)
 }
 
 /// Removes what this module made: its routes and the egress table.
 pub fn teardown() -> anyhow::Result<()> {
     reconcile(&Routes::new())?;
-    nft_script(&format!("table ip {EGRESS_TABLE} {{}}\ndelete table ip {EGRESS_TABLE}\n"))
+    Ok(skiff_proxy::nft::apply(&remove_egress())?)
 }
 
 /// Keeps the routes to the other nodes' pods in step with the Nodes until `shutdown`.
@@ -128,7 +135,7 @@ pub async fn run(client: Client, this_node: String, cluster_cidr: Ipv4Net, shutd
         notify.notify_one();
         futures::future::ready(())
     }));
-    let _stop_feeder = AbortOnDrop(feeder);
+    let _stop_feeder = tokio_util::task::AbortOnDropHandle::new(feeder);
     tokio::select! {
         _ = shutdown.cancelled() => return,
         ready = store.wait_until_ready() => if ready.is_err() { return },
@@ -161,34 +168,10 @@ pub async fn run(client: Client, this_node: String, cluster_cidr: Ipv4Net, shutd
     }
 }
 
-/// Stops the cache's feeding task when [`run`] returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn ip(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("ip").args(args).output()?;
     anyhow::ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn nft_script(script: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
 }
 
 #[cfg(test)]

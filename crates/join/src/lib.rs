@@ -81,10 +81,12 @@ pub fn node_token(secret: &str, name: &str) -> String {
 /// Whether `token` is a node credential this secret issued; the node's name when it is.
 pub fn node_of<'a>(secret: &str, token: &'a str) -> Option<&'a str> {
     let name = token.strip_prefix("node:")?.rsplit_once(':')?.0;
-    let expected = node_token(secret, name);
-    let same =
-        expected.len() == token.len() && expected.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-    same.then_some(name)
+    constant_time_eq(&node_token(secret, name), token).then_some(name)
+}
+
+/// Whether two tokens are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The token the API server presents to every node's streaming server.

@@ -47,7 +47,7 @@ pub async fn run(client: kube::Client, cluster: Ipv4Net, shutdown: CancellationT
         notify.notify_one();
         futures::future::ready(())
     }));
-    let _stop_feeder = AbortOnDrop(feeder);
+    let _stop_feeder = tokio_util::task::AbortOnDropHandle::new(feeder);
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         ready = store.wait_until_ready() => ready?,
@@ -90,15 +90,6 @@ pub async fn run(client: kube::Client, cluster: Ipv4Net, shutdown: CancellationT
             _ = changed.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
-    }
-}
-
-/// Stops the cache's feeding task when the controller returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

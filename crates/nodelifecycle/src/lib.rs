@@ -26,6 +26,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// The taint of a node whose Ready condition is Unknown.
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -184,23 +185,21 @@ fn mark_unreachable(node: &Node, mut taints: Vec<Taint>, now: Timestamp) -> Acti
 }
 
 /// A store kept by a watch of its own (a reflector moves only while its stream is polled).
-fn cached<K>(api: Api<K>) -> (Store<K>, tokio::task::JoinHandle<()>)
+fn cached<K>(api: Api<K>) -> (Store<K>, AbortOnDropHandle<()>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let feed = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| async {});
-    (store, tokio::spawn(feed))
+    (store, AbortOnDropHandle::new(tokio::spawn(feed)))
 }
 
 /// Runs until `shutdown` fires.
 pub async fn run(client: kube::Client, options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let nodes_api: Api<Node> = Api::all(client.clone());
-    let pods_api: Api<Pod> = Api::all(client.clone());
-    let (nodes, feed_nodes) = cached(nodes_api.clone());
-    let (leases, feed_leases) = cached(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
-    let (pods, feed_pods) = cached(pods_api.clone());
-    let _feeds = Abort(vec![feed_nodes, feed_leases, feed_pods]);
+    // The watches stop when this returns (their handles abort on drop).
+    let (nodes, _nodes_feed) = cached(Api::<Node>::all(client.clone()));
+    let (leases, _leases_feed) = cached(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
+    let (pods, _pods_feed) = cached(Api::<Pod>::all(client.clone()));
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         ready = async { nodes.wait_until_ready().await?; leases.wait_until_ready().await?; pods.wait_until_ready().await } => ready?,
@@ -255,17 +254,6 @@ async fn apply(client: &kube::Client, action: &Action) -> Result<(), kube::Error
         }
     }
     Ok(())
-}
-
-/// Stops the stores' watches when [`run`] returns.
-struct Abort(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Abort {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -32,26 +32,19 @@ pub struct Programmed {
 
 /// Reads what table `inet <table>` holds for `port`.
 pub fn programmed(table: &str, port: &ServicePort) -> Result<Programmed, NftError> {
-    let mut cluster_ip_verdict = None;
-    if let Some(ip) = port.cluster_ips.iter().find(|ip| ip.is_ipv4()) {
-        let key = format!("{{ {ip} . {} . {} }}", port.protocol.as_str(), port.port);
-        for map in [SERVICE_IPS, NO_ENDPOINT_SERVICES] {
-            if let Some(listing) = get_element(table, map, &key)? {
-                cluster_ip_verdict = element_verdict(&listing);
-                break;
-            }
+    let protocol = port.protocol.as_str();
+    let cluster_ip_verdict = match port.cluster_ips.iter().find(|ip| ip.is_ipv4()) {
+        Some(ip) => {
+            verdict(table, [SERVICE_IPS, NO_ENDPOINT_SERVICES], &format!("{{ {ip} . {protocol} . {} }}", port.port))?
         }
-    }
-    let mut node_port_verdict = None;
-    if let Some(node_port) = port.node_port {
-        let key = format!("{{ {} . {node_port} }}", port.protocol.as_str());
-        for map in [SERVICE_NODEPORTS, NO_ENDPOINT_NODEPORTS] {
-            if let Some(listing) = get_element(table, map, &key)? {
-                node_port_verdict = element_verdict(&listing);
-                break;
-            }
+        None => None,
+    };
+    let node_port_verdict = match port.node_port {
+        Some(node_port) => {
+            verdict(table, [SERVICE_NODEPORTS, NO_ENDPOINT_NODEPORTS], &format!("{{ {protocol} . {node_port} }}"))?
         }
-    }
+        None => None,
+    };
     let external_chain = if port.is_external() {
         let name = external_chain(port);
         let present = list(table, "chain", &name)?.is_some();
@@ -66,6 +59,16 @@ pub fn programmed(table: &str, port: &ServicePort) -> Result<Programmed, NftErro
         collect_backends(table, &rules, &mut backends, 0)?;
     }
     Ok(Programmed { cluster_ip_verdict, external_chain, node_port_verdict, backends: backends.into_iter().collect() })
+}
+
+/// The verdict of `key` in the first of `maps` (a map of served keys, then its no-endpoints twin) that has it.
+fn verdict(table: &str, maps: [&str; 2], key: &str) -> Result<Option<String>, NftError> {
+    for map in maps {
+        if let Some(listing) = get_element(table, map, key)? {
+            return Ok(element_verdict(&listing));
+        }
+    }
+    Ok(None)
 }
 
 /// How deep chains jump into one another at most (service → local → endpoint).

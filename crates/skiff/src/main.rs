@@ -269,6 +269,11 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 
 /// The address the kernel would use to leave this machine by its default route. Connecting a UDP socket sends
 /// nothing; it only asks the routing table. Falls back to loopback where there is no route.
+/// This machine's hostname (the default node name).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
 fn default_route_address() -> IpAddr {
     UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
@@ -414,11 +419,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let client = client_for(&server.kubeconfig).await.context("a client for the controllers")?;
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let options = skiff_controllers::Options {
             cluster_cidr: args.cluster_cidr,
             node_lifecycle: args.node_lifecycle.options(),
-            identity: Some(format!("{} {}", hostname.trim(), args.data_dir.display())),
+            identity: Some(format!("{} {}", hostname(), args.data_dir.display())),
         };
         Some(tokio::spawn(skiff_controllers::run(client, options, shutdown.clone())))
     };
@@ -435,7 +439,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             resolv_conf: args.resolv_conf.clone(),
             agent_port: 10250,
             control_plane: true,
-            tls_dir: args.data_dir.join("tls"),
+            serving: skiff_agent::ServingCert::SignedWithCaIn(args.data_dir.join("tls")),
             token: skiff_join::stream_token(&server.state.join_secret),
             cluster_cidr: args.cluster_cidr,
             service_cidr: args.service_cidr,
@@ -487,7 +491,7 @@ struct AgentSettings {
     resolv_conf: PathBuf,
     agent_port: u16,
     control_plane: bool,
-    tls_dir: PathBuf,
+    serving: skiff_agent::ServingCert,
     token: String,
     cluster_cidr: ipnet::Ipv4Net,
     service_cidr: ipnet::Ipv4Net,
@@ -497,9 +501,7 @@ struct AgentSettings {
 
 impl AgentSettings {
     fn into_config(self) -> anyhow::Result<skiff_agent::AgentConfig> {
-        let node_name = self.node_name.unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-        });
+        let node_name = self.node_name.unwrap_or_else(hostname);
         Ok(skiff_agent::AgentConfig {
             node_name,
             node_ip: self.node_ip,
@@ -510,28 +512,26 @@ impl AgentSettings {
             agent_port: self.agent_port,
             control_plane: self.control_plane,
             shim_exe: std::env::current_exe().context("locating the skiff binary")?,
-            tls_dir: self.tls_dir,
+            serving: self.serving,
             token: self.token,
             cluster_cidr: self.cluster_cidr,
             service_cidr: self.service_cidr,
             proxy: self.proxy,
             heartbeat: self.heartbeat,
-            serving: None,
             thread_start: None,
         })
     }
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let node_name = args.node_name.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-    });
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
     let node_ip = args.node_ip.unwrap_or_else(default_route_address);
-    let (client_config, stream_token, serving, tls_dir, dir) = match (&args.server, &args.token) {
+    let (client_config, stream_token, serving, dir) = match (&args.server, &args.token) {
         (Some(server), Some(token)) => {
             let joined = join::join(server, token, &node_name, node_ip).await?;
             let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/skiff/agent"));
-            (joined.config, joined.stream_token, Some((joined.serving_cert, joined.serving_key)), PathBuf::new(), dir)
+            let serving = skiff_agent::ServingCert::Issued { cert: joined.serving_cert, key: joined.serving_key };
+            (joined.config, joined.stream_token, serving, dir)
         }
         _ => {
             let (Some(kubeconfig), Some(server_data_dir)) = (&args.kubeconfig, &args.server_data_dir) else {
@@ -547,7 +547,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .trim()
                 .to_string();
             let dir = args.data_dir.clone().unwrap_or_else(|| server_data_dir.join("agent"));
-            (config_from(Some(kubeconfig.clone())).await?, skiff_join::stream_token(&secret), None, tls_dir, dir)
+            let serving = skiff_agent::ServingCert::SignedWithCaIn(tls_dir);
+            (config_from(Some(kubeconfig.clone())).await?, skiff_join::stream_token(&secret), serving, dir)
         }
     };
     let config = AgentSettings {
@@ -559,7 +560,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         resolv_conf: args.resolv_conf,
         agent_port: args.agent_port,
         control_plane: false,
-        tls_dir,
+        serving,
         token: stream_token,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
@@ -567,7 +568,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         heartbeat: args.node_status_update_frequency,
     }
     .into_config()?;
-    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::lean_thread), serving, ..config };
+    let config = skiff_agent::AgentConfig { thread_start: Some(allocator::lean_thread), ..config };
     let client = client::build(client_config)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = CancellationToken::new();

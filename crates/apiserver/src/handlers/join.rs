@@ -3,12 +3,12 @@
 //! presents to its streaming server, and that server's certificate, signed here by the cluster CA.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use skiff_api::ApiError;
 
 use crate::codec::{self, Failure};
-use crate::server::State;
+use crate::server::{State, bearer};
 
 pub async fn serve(state: &State, req: Request<Body>) -> Result<Response, Failure> {
     let path = req.uri().path();
@@ -21,18 +21,8 @@ pub async fn serve(state: &State, req: Request<Body>) -> Result<Response, Failur
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed(format!("{} {path}", req.method())).into());
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let secret = &state.join_secret;
-    let matches = presented.len() == secret.len()
-        && presented.bytes().zip(secret.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if !matches {
+    if !bearer(req.headers()).is_some_and(|presented| skiff_join::constant_time_eq(presented, secret)) {
         tracing::warn!("a node tried to join with a wrong token");
         return Err(ApiError::Unauthorized.into());
     }
@@ -42,13 +32,13 @@ pub async fn serve(state: &State, req: Request<Body>) -> Result<Response, Failur
     if request.node_name.is_empty() {
         return Err(ApiError::BadRequest("nodeName must not be empty".into()).into());
     }
-    let tls_dir = state.config.data_dir.join("tls");
-    let read = |name: &str| {
-        std::fs::read_to_string(tls_dir.join(name)).map_err(|e| ApiError::Internal(format!("reading {name}: {e}")))
-    };
+    // The CA's key stays on disk; it is read only for a join.
+    let key_path = state.config.data_dir.join("tls").join("ca.key");
+    let ca_key = std::fs::read_to_string(&key_path)
+        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", key_path.display())))?;
     let (serving_cert, serving_key) = skiff_streams::tls::issue_serving_cert(
-        &read("ca.crt")?,
-        &read("ca.key")?,
+        &state.ca_pem,
+        &ca_key,
         std::slice::from_ref(&request.node_name),
         &[request.node_ip],
     )

@@ -39,9 +39,7 @@ fn press_go_forwarded(c: &Cluster, local_port: u16, expect: &str) -> String {
 
 /// `kubectl exec deploy/sleep-1 -- sh -c <script>`: stdout and stderr, and whether it succeeded.
 fn in_sleep_1(c: &Cluster, script: &str) -> (bool, String) {
-    let out = c.kubectl(&["exec", "deploy/sleep-1", "--", "sh", "-c", script]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    c.sh_in("deploy/sleep-1", script)
 }
 
 fn endpoints_of(c: &Cluster, service: &str) -> String {

@@ -287,6 +287,12 @@ impl Cluster {
     }
 
     /// Runs kubectl, asserts success, returns stdout.
+    /// `kubectl exec <target> -- sh -c <script>`: whether it succeeded, and its stdout and stderr together.
+    pub fn sh_in(&self, target: &str, script: &str) -> (bool, String) {
+        let out = self.kubectl(&["exec", target, "--", "sh", "-c", script]);
+        (out.status.success(), output_text(&out))
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
         assert!(
@@ -388,6 +394,11 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A command's stdout and stderr, together.
+pub fn output_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {

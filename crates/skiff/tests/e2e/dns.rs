@@ -7,8 +7,7 @@
 use super::cluster::{Cluster, NODE_IP, eventually, example};
 
 fn nslookup(c: &Cluster, args: &str) -> String {
-    let out = c.kubectl(&["exec", "deploy/sleep-1", "--", "sh", "-c", &format!("nslookup {args}")]);
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    in_pod(c, &format!("nslookup {args}"))
 }
 
 /// `dig` in the sleep pod, at the cluster DNS Service.
@@ -131,8 +130,7 @@ fn pods_find_services_by_name() {
 
 /// Runs `script` with `sh -c` in the sleep pod; stdout and stderr together.
 fn in_pod(c: &Cluster, script: &str) -> String {
-    let out = c.kubectl(&["exec", "deploy/sleep-1", "--", "sh", "-c", script]);
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    c.sh_in("deploy/sleep-1", script).1
 }
 
 /// A selector-less headless Service `many` with one hand-written EndpointSlice of `n` Ready addresses (documentation

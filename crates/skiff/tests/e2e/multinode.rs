@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cluster::{eventually, tail};
+use super::cluster::{eventually, output_text, tail};
 
 /// The LAN: 192.168.60.0/24, node N at 192.168.60.N.
 fn node_ip(n: usize) -> String {
@@ -235,10 +235,7 @@ impl Nodes {
     /// `sh -c <script>` in pod `pod`: stdout and stderr, and whether it succeeded.
     fn in_pod(&self, pod: &str, script: &str) -> (bool, String) {
         let out = self.kubectl(&["exec", pod, "--", "sh", "-c", script]);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        (out.status.success(), output_text(&out))
     }
 }
 

@@ -381,19 +381,19 @@ fn a_blue_green_release_by_selector_switches_and_rolls_back() {
     let page = || c.in_node(|| get_local(8090, "/"));
     let is_blue = |p: &str| p.contains("kiamol/ch03-numbers-web;");
     let is_green = |p: &str| p.contains("kiamol/ch03-numbers-web:v2;");
-    eventually(30, "blue on localhost:8090", || page().ok().filter(|p| is_blue(p)).map(|_| ()));
-    for _ in 0..10 {
-        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
-        assert!(is_blue(&p), "only blue answers before the release: {p}");
-    }
+    // Once `version` answers, ten requests in a row all get it.
+    let switched_to = |secs: u64, version: &str, is: &dyn Fn(&str) -> bool| {
+        eventually(secs, &format!("{version} on localhost:8090"), || page().ok().filter(|p| is(p)).map(|_| ()));
+        for _ in 0..10 {
+            let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
+            assert!(is(&p), "only {version} answers: {p}");
+        }
+    };
+    switched_to(30, "blue", &is_blue);
     let pods_before = c.ok(&["get", "pods", "-l", "app=release-web", "-o", "jsonpath={.items[*].metadata.uid}"]);
 
     c.ok(&["apply", "-f", &example("blue-green/service-green.yaml")]);
-    eventually(20, "green on localhost:8090", || page().ok().filter(|p| is_green(p)).map(|_| ()));
-    for _ in 0..10 {
-        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
-        assert!(is_green(&p), "only green answers after the release: {p}");
-    }
+    switched_to(20, "green", &is_green);
     let green_ips = c.ok(&["get", "pods", "-l", "version=green", "-o", "jsonpath={.items[*].status.podIP}"]);
     let (ok, text, stderr) = explain(&c, "release-web");
     assert!(ok, "{stderr}");
@@ -405,11 +405,7 @@ fn a_blue_green_release_by_selector_switches_and_rolls_back() {
     assert!(text.contains(&format!("    backends: {}\n", expected.join(" "))), "{text}");
 
     c.ok(&["apply", "-f", &example("blue-green/service-blue.yaml")]);
-    eventually(20, "blue again on localhost:8090", || page().ok().filter(|p| is_blue(p)).map(|_| ()));
-    for _ in 0..10 {
-        let p = page().unwrap_or_else(|e| panic!("localhost:8090: {e}"));
-        assert!(is_blue(&p), "only blue answers after the rollback: {p}");
-    }
+    switched_to(20, "blue", &is_blue);
     let pods_after = c.ok(&["get", "pods", "-l", "app=release-web", "-o", "jsonpath={.items[*].metadata.uid}"]);
     assert_eq!(pods_before, pods_after, "the switch restarted no pod");
 }
